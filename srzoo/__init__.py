@@ -1,0 +1,41 @@
+"""srzoo: image super-resolution networks with their official pretrained weights.
+
+Example:
+    >>> import srzoo
+    >>> srzoo.list_models("edsr*")
+    ['edsr', 'edsr-baseline']
+    >>> model = srzoo.load("rcan", scale=4, weights=None)
+"""
+
+from __future__ import annotations
+
+from .api import create, load
+from .errors import (
+    IncompatibleWeightsError,
+    SrzooError,
+    UnknownModelError,
+    UnsupportedScaleError,
+    WeightsError,
+)
+from .registry import ModelSpec, Paper, ReportedMetric, WeightSpec, list_models, model_info
+from .registry import register_model as register_model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "IncompatibleWeightsError",
+    "ModelSpec",
+    "Paper",
+    "ReportedMetric",
+    "SrzooError",
+    "UnknownModelError",
+    "UnsupportedScaleError",
+    "WeightSpec",
+    "WeightsError",
+    "__version__",
+    "create",
+    "list_models",
+    "load",
+    "model_info",
+    "register_model",
+]

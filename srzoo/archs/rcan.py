@@ -1,0 +1,196 @@
+"""RCAN: residual channel attention networks.
+
+Paper: Zhang, Li, Li, Wang, Zhong, Fu, "Image Super-Resolution Using Very Deep Residual Channel
+Attention Networks", ECCV 2018, arXiv:1807.02758.
+
+Parameter names follow yulunzhang/RCAN (identical to EDSR-PyTorch ``src/model/rcan.py``, torchSR
+and spandrel), so the official ``RCAN_BIX4.pt`` files load unchanged. BasicSR's RCAN layout
+(``conv_first`` / ``body.G.residual_group.B.rcab`` / ``conv_after_body`` / ``upsample`` /
+``conv_last``) is converted on load.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from ..registry import ModelSpec, Paper, StateDict, register_model
+from ._blocks import DIV2K_RGB_MEAN, MeanShift, Upsampler, conv3x3, fill_mean_shifts, rename_keys
+
+__all__ = ["RCAB", "RCAN", "CALayer", "ResidualGroup", "convert_rcan"]
+
+
+class CALayer(nn.Module):
+    """Channel attention: global average pool, squeeze, excite, rescale.
+
+    Args:
+        channels: Feature channels.
+        reduction: Squeeze ratio of the bottleneck.
+    """
+
+    def __init__(self, *, channels: int, reduction: int = 16) -> None:
+        super().__init__()
+        self.conv_du = nn.Sequential(
+            nn.Conv2d(channels, channels // reduction, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(channels // reduction, channels, 1),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.conv_du(x.mean(dim=(2, 3), keepdim=True))
+
+
+class RCAB(nn.Module):
+    """Residual channel attention block: conv-ReLU-conv-attention plus identity.
+
+    Args:
+        n_feats: Feature channels.
+        reduction: Channel-attention squeeze ratio.
+    """
+
+    def __init__(self, *, n_feats: int, reduction: int = 16) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            conv3x3(n_feats, n_feats),
+            nn.ReLU(inplace=True),
+            conv3x3(n_feats, n_feats),
+            CALayer(channels=n_feats, reduction=reduction),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x) + x
+
+
+class ResidualGroup(nn.Module):
+    """``n_resblocks`` RCABs and a convolution, with a skip over the group.
+
+    Args:
+        n_feats: Feature channels.
+        n_resblocks: RCABs in the group.
+        reduction: Channel-attention squeeze ratio.
+    """
+
+    def __init__(self, *, n_feats: int, n_resblocks: int, reduction: int = 16) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            *(RCAB(n_feats=n_feats, reduction=reduction) for _ in range(n_resblocks)),
+            conv3x3(n_feats, n_feats),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x) + x
+
+
+class RCAN(nn.Module):
+    """Residual Channel Attention Network.
+
+    Takes RGB in [0, 1]; the 0..255 range and DIV2K mean shift of the official weights are
+    applied inside.
+
+    Args:
+        scale: Upscaling factor (2, 3, 4 or 8).
+        n_resgroups: Residual groups.
+        n_resblocks: RCABs per group.
+        n_feats: Feature channels.
+        reduction: Channel-attention squeeze ratio.
+        rgb_range: Value range the network works in.
+        rgb_mean: Mean colour removed before the network and added back after it.
+    """
+
+    def __init__(
+        self,
+        *,
+        scale: int = 4,
+        n_resgroups: int = 10,
+        n_resblocks: int = 20,
+        n_feats: int = 64,
+        reduction: int = 16,
+        rgb_range: float = 255.0,
+        rgb_mean: Sequence[float] = DIV2K_RGB_MEAN,
+    ) -> None:
+        super().__init__()
+        self.scale = scale
+        self.in_channels = 3
+        self.out_channels = 3
+        self.rgb_range = rgb_range
+        self.sub_mean = MeanShift(rgb_range=rgb_range, rgb_mean=rgb_mean, sign=-1)
+        self.add_mean = MeanShift(rgb_range=rgb_range, rgb_mean=rgb_mean, sign=1)
+        self.head = nn.Sequential(conv3x3(3, n_feats))
+        self.body = nn.Sequential(
+            *(
+                ResidualGroup(n_feats=n_feats, n_resblocks=n_resblocks, reduction=reduction)
+                for _ in range(n_resgroups)
+            ),
+            conv3x3(n_feats, n_feats),
+        )
+        self.tail = nn.Sequential(Upsampler(scale=scale, n_feats=n_feats), conv3x3(n_feats, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.head(self.sub_mean(x * self.rgb_range))
+        x = self.body(x) + x
+        return self.add_mean(self.tail(x)) / self.rgb_range
+
+
+def convert_rcan(state: StateDict, module: nn.Module) -> StateDict:
+    """Map an RCAN state dict in the official, torchSR, spandrel or BasicSR layout to srzoo keys.
+
+    Args:
+        state: The checkpoint's tensors (already unwrapped from ``params`` etc.).
+        module: The :class:`RCAN` it is meant for.
+
+    Returns:
+        The state dict in srzoo's keys.
+
+    Example:
+        >>> convert_rcan(torch.load("RCAN_BIX4.pt"), net)
+    """
+    if "conv_first.weight" in state:
+        n_groups = len(module.body) - 1 if isinstance(module, RCAN) else 0
+        first = module.body[0] if isinstance(module, RCAN) else None
+        n_blocks = len(first.body) - 1 if isinstance(first, ResidualGroup) else 0
+        rules = (
+            (r"conv_first\.", "head.0."),
+            (r"conv_after_body\.", f"body.{n_groups}."),
+            (
+                r"body\.(\d+)\.residual_group\.(\d+)\.rcab\.3\.attention\.1\.",
+                r"body.\1.body.\2.body.3.conv_du.0.",
+            ),
+            (
+                r"body\.(\d+)\.residual_group\.(\d+)\.rcab\.3\.attention\.3\.",
+                r"body.\1.body.\2.body.3.conv_du.2.",
+            ),
+            (r"body\.(\d+)\.residual_group\.(\d+)\.rcab\.", r"body.\1.body.\2.body."),
+            (r"body\.(\d+)\.conv\.", rf"body.\1.body.{n_blocks}."),
+            (r"upsample\.", "tail.0."),
+            (r"conv_last\.", "tail.1."),
+        )
+        state = rename_keys(state, rules)
+        # BasicSR keeps the mean as a constant, not a layer: supply the layers it implies.
+        fill_mean_shifts(state, module)
+        return state
+    # The official layout stores its mean shifts; if they are absent the network was trained
+    # without them, and loading must fail loudly rather than add a shift it never had.
+    return dict(state)
+
+
+register_model(
+    ModelSpec(
+        name="rcan",
+        family="rcan",
+        builder=RCAN,
+        scales=(2, 3, 4, 8),
+        paper=Paper(
+            title="Image Super-Resolution Using Very Deep Residual Channel Attention Networks",
+            venue="ECCV",
+            year=2018,
+            arxiv="1807.02758",
+        ),
+        code_license="MIT",
+        description="RCAN: 10 residual groups x 20 channel-attention blocks, 64 features",
+        defaults={"n_resgroups": 10, "n_resblocks": 20, "n_feats": 64, "reduction": 16},
+        converter=convert_rcan,
+    )
+)

@@ -1,0 +1,223 @@
+"""SRResNet (with batch norm, as in the SRGAN paper) and MSRResNet (BasicSR's variant without).
+
+Paper: Ledig et al., "Photo-Realistic Single Image Super-Resolution Using a Generative
+Adversarial Network", CVPR 2017, arXiv:1609.04802.
+
+``SRResNet`` follows the parameter names of Lornatang/SRGAN-PyTorch ``model.py`` (the most used
+PyTorch SRResNet with released weights): ``conv1`` / ``trunk.N.rcb`` / ``conv2`` /
+``upsampling.N.upsample_block`` / ``conv3``. Unlike that code it shuffles by 3 at x3 and does not
+clamp its output.
+
+``MSRResNet`` follows XPixelGroup/BasicSR ``basicsr/archs/srresnet_arch.py``; the KAIR layout
+(``recon_trunk`` / ``HRconv``) of the same network is converted on load.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..registry import ModelSpec, Paper, StateDict, register_model
+from ._blocks import conv3x3, rename_keys
+
+__all__ = ["MSRResNet", "ResidualBlockNoBN", "SRResNet", "convert_msrresnet"]
+
+
+class _ResidualConvBlock(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.rcb = nn.Sequential(
+            conv3x3(channels, channels, bias=False),
+            nn.BatchNorm2d(channels),
+            nn.PReLU(),
+            conv3x3(channels, channels, bias=False),
+            nn.BatchNorm2d(channels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rcb(x) + x
+
+
+class _UpsampleBlock(nn.Module):
+    def __init__(self, channels: int, factor: int) -> None:
+        super().__init__()
+        self.upsample_block = nn.Sequential(
+            conv3x3(channels, channels * factor * factor),
+            nn.PixelShuffle(factor),
+            nn.PReLU(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.upsample_block(x)
+
+
+class SRResNet(nn.Module):
+    """SRResNet: residual blocks with batch norm and PReLU, sub-pixel upsampling.
+
+    Takes and returns RGB in [0, 1].
+
+    Args:
+        scale: Upscaling factor: 3 or a power of two.
+        channels: Feature channels.
+        num_blocks: Residual blocks.
+        in_channels: Input channels.
+        out_channels: Output channels.
+    """
+
+    def __init__(
+        self,
+        *,
+        scale: int = 4,
+        channels: int = 64,
+        num_blocks: int = 16,
+        in_channels: int = 3,
+        out_channels: int = 3,
+    ) -> None:
+        super().__init__()
+        self.scale = scale
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.conv1 = nn.Sequential(nn.Conv2d(in_channels, channels, 9, padding=4), nn.PReLU())
+        self.trunk = nn.Sequential(*(_ResidualConvBlock(channels) for _ in range(num_blocks)))
+        self.conv2 = nn.Sequential(
+            conv3x3(channels, channels, bias=False), nn.BatchNorm2d(channels)
+        )
+        if scale == 3:
+            stages = [_UpsampleBlock(channels, 3)]
+        elif scale > 0 and scale & (scale - 1) == 0:
+            stages = [_UpsampleBlock(channels, 2) for _ in range(int(math.log2(scale)))]
+        else:
+            raise ValueError(f"SRResNet supports 3 and powers of two, not {scale}")
+        self.upsampling = nn.Sequential(*stages)
+        self.conv3 = nn.Conv2d(channels, out_channels, 9, padding=4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feat = self.conv1(x)
+        out = self.conv2(self.trunk(feat)) + feat
+        return self.conv3(self.upsampling(out))
+
+
+class ResidualBlockNoBN(nn.Module):
+    """Conv-ReLU-conv residual block without batch norm (BasicSR's ``ResidualBlockNoBN``).
+
+    Args:
+        num_feat: Feature channels.
+        res_scale: Multiplier of the residual branch.
+    """
+
+    def __init__(self, *, num_feat: int = 64, res_scale: float = 1.0) -> None:
+        super().__init__()
+        self.res_scale = res_scale
+        self.conv1 = conv3x3(num_feat, num_feat)
+        self.conv2 = conv3x3(num_feat, num_feat)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        res = self.conv2(F.relu(self.conv1(x)))
+        if self.res_scale != 1.0:
+            res = res * self.res_scale
+        return x + res
+
+
+class MSRResNet(nn.Module):
+    """Modified SRResNet: no batch norm, LeakyReLU, and a bilinear global skip.
+
+    Takes and returns RGB in [0, 1].
+
+    Args:
+        scale: Upscaling factor: 2, 3 or 4.
+        num_feat: Feature channels.
+        num_block: Residual blocks.
+        num_in_ch: Input channels.
+        num_out_ch: Output channels.
+    """
+
+    def __init__(
+        self,
+        *,
+        scale: int = 4,
+        num_feat: int = 64,
+        num_block: int = 16,
+        num_in_ch: int = 3,
+        num_out_ch: int = 3,
+    ) -> None:
+        super().__init__()
+        if scale not in (2, 3, 4):
+            raise ValueError(f"MSRResNet supports scales 2, 3 and 4, not {scale}")
+        self.scale = scale
+        self.in_channels = num_in_ch
+        self.out_channels = num_out_ch
+        self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, padding=1)
+        self.body = nn.Sequential(*(ResidualBlockNoBN(num_feat=num_feat) for _ in range(num_block)))
+        self.upconv1: nn.Conv2d
+        self.upconv2: nn.Conv2d | None = None
+        if scale == 4:
+            self.upconv1 = conv3x3(num_feat, num_feat * 4)
+            self.upconv2 = conv3x3(num_feat, num_feat * 4)
+            self.pixel_shuffle = nn.PixelShuffle(2)
+        else:
+            self.upconv1 = conv3x3(num_feat, num_feat * scale * scale)
+            self.pixel_shuffle = nn.PixelShuffle(scale)
+        self.conv_hr = conv3x3(num_feat, num_feat)
+        self.conv_last = conv3x3(num_feat, num_out_ch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.body(F.leaky_relu(self.conv_first(x), 0.1))
+        out = F.leaky_relu(self.pixel_shuffle(self.upconv1(out)), 0.1)
+        if self.upconv2 is not None:
+            out = F.leaky_relu(self.pixel_shuffle(self.upconv2(out)), 0.1)
+        out = self.conv_last(F.leaky_relu(self.conv_hr(out), 0.1))
+        base = F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False)
+        return out + base
+
+
+def convert_msrresnet(state: StateDict, module: nn.Module) -> StateDict:
+    """Map an MSRResNet state dict in the BasicSR or KAIR layout to :class:`MSRResNet` keys.
+
+    Args:
+        state: The checkpoint's tensors (already unwrapped from ``params`` etc.).
+        module: The :class:`MSRResNet` it is meant for.
+
+    Returns:
+        The state dict in srzoo's keys.
+
+    Example:
+        >>> convert_msrresnet(torch.load("msrresnet_x4_psnr.pth"), net)
+    """
+    return rename_keys(state, ((r"recon_trunk\.", "body."), (r"HRconv\.", "conv_hr.")))
+
+
+_SRGAN = Paper(
+    title="Photo-Realistic Single Image Super-Resolution Using a Generative Adversarial Network",
+    venue="CVPR",
+    year=2017,
+    arxiv="1609.04802",
+)
+
+register_model(
+    ModelSpec(
+        name="srresnet",
+        family="srresnet",
+        builder=SRResNet,
+        scales=(2, 3, 4),
+        paper=_SRGAN,
+        code_license="Apache-2.0",
+        description="SRResNet: 16 residual blocks with batch norm and PReLU",
+        defaults={"channels": 64, "num_blocks": 16},
+    )
+)
+register_model(
+    ModelSpec(
+        name="msrresnet",
+        family="srresnet",
+        builder=MSRResNet,
+        scales=(2, 3, 4),
+        paper=_SRGAN,
+        code_license="Apache-2.0",
+        description="Modified SRResNet (BasicSR): no batch norm, bilinear global skip",
+        defaults={"num_feat": 64, "num_block": 16},
+        converter=convert_msrresnet,
+    )
+)

@@ -1,0 +1,118 @@
+"""Exception types raised by srzoo.
+
+Every error derives from :class:`SrzooError`, so ``except srzoo.SrzooError`` catches all of them.
+Messages say what was wrong and what the user can do about it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "IncompatibleWeightsError",
+    "SrzooError",
+    "UnknownModelError",
+    "UnsupportedScaleError",
+    "WeightsError",
+]
+
+
+class SrzooError(Exception):
+    """Base class of every error srzoo raises on purpose."""
+
+
+class UnknownModelError(SrzooError, KeyError):
+    """A model name that is not registered.
+
+    Args:
+        name: The name that was asked for.
+        suggestions: The closest registered names, best first.
+    """
+
+    def __init__(self, name: str, suggestions: Sequence[str] = ()) -> None:
+        self.name = name
+        self.suggestions = tuple(suggestions)
+        hint = (
+            f" Did you mean {', '.join(repr(s) for s in self.suggestions)}?"
+            if self.suggestions
+            else ""
+        )
+        super().__init__(
+            f"unknown model {name!r}.{hint} srzoo.list_models() lists every registered name."
+        )
+
+    def __str__(self) -> str:
+        # KeyError.__str__ would wrap the message in quotes.
+        return str(self.args[0])
+
+
+class UnsupportedScaleError(SrzooError, ValueError):
+    """A scale that the architecture (or its weights) does not support.
+
+    Args:
+        name: The model name.
+        scale: The scale that was asked for.
+        supported: The scales that are supported.
+        what: What does not support it (the architecture, or its pretrained weights).
+    """
+
+    def __init__(
+        self, name: str, scale: int, supported: Sequence[int], what: str = "architecture"
+    ) -> None:
+        self.name = name
+        self.scale = scale
+        self.supported = tuple(supported)
+        listed = ", ".join(f"x{s}" for s in self.supported) or "none"
+        super().__init__(
+            f"{name!r} does not support scale x{scale} ({what}); supported scales: {listed}."
+        )
+
+
+class WeightsError(SrzooError):
+    """Weights that cannot be found, fetched, verified or read."""
+
+
+class IncompatibleWeightsError(WeightsError):
+    """A state dict that does not fit the module it is loaded into.
+
+    Args:
+        name: The model the weights were meant for.
+        missing: Keys the module needs that the weights lack.
+        unexpected: Keys in the weights that the module does not have.
+        mismatched: ``(key, expected shape, found shape)`` for tensors of the wrong shape.
+        source: Where the weights came from (a path or URL), if known.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        missing: Sequence[str] = (),
+        unexpected: Sequence[str] = (),
+        mismatched: Sequence[tuple[str, tuple[int, ...], tuple[int, ...]]] = (),
+        source: str | None = None,
+    ) -> None:
+        self.missing = tuple(missing)
+        self.unexpected = tuple(unexpected)
+        self.mismatched = tuple(mismatched)
+        parts: list[str] = []
+        if self.missing:
+            parts.append(f"{len(self.missing)} missing ({_few(self.missing)})")
+        if self.unexpected:
+            parts.append(f"{len(self.unexpected)} unexpected ({_few(self.unexpected)})")
+        if self.mismatched:
+            shown = ", ".join(
+                f"{k}: expected {tuple(e)}, found {tuple(f)}" for k, e, f in self.mismatched[:3]
+            )
+            more = f", and {len(self.mismatched) - 3} more" if len(self.mismatched) > 3 else ""
+            parts.append(f"{len(self.mismatched)} of the wrong shape ({shown}{more})")
+        origin = f" from {source}" if source else ""
+        super().__init__(
+            f"weights{origin} do not fit {name!r}: {'; '.join(parts)}. Check the model name, "
+            "the scale and any constructor overrides, or pass strict=False to load what fits."
+        )
+
+
+def _few(keys: Sequence[str], n: int = 3) -> str:
+    shown = ", ".join(keys[:n])
+    return shown + (f", and {len(keys) - n} more" if len(keys) > n else "")

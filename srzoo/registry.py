@@ -1,0 +1,361 @@
+"""The model registry: typed descriptions of every architecture and its pretrained weights.
+
+Families register their variants next to the modules they describe (``srzoo/archs/<family>.py``),
+and third parties call the same :func:`register_model`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from .errors import UnknownModelError, UnsupportedScaleError
+
+__all__ = [
+    "Converter",
+    "ModelBuilder",
+    "ModelSpec",
+    "Paper",
+    "ReportedMetric",
+    "StateDict",
+    "WeightSpec",
+    "get_spec",
+    "list_models",
+    "model_info",
+    "register_model",
+]
+
+StateDict = dict[str, torch.Tensor]
+Task = Literal["psnr", "gan", "real-world"]
+Colour = Literal["rgb", "y"]
+
+
+ModelBuilder = Callable[..., nn.Module]
+"""Builds a module: ``builder(scale=4, **overrides) -> nn.Module`` (usually the class itself)."""
+
+
+Converter = Callable[[StateDict, nn.Module], StateDict]
+"""Maps a state dict in any known upstream layout to the keys of the given module."""
+
+
+@dataclass(frozen=True)
+class Paper:
+    """The publication an architecture comes from.
+
+    Args:
+        title: Paper title.
+        venue: Where it was published (e.g. ``"CVPR Workshops"``).
+        year: Publication year.
+        arxiv: arXiv identifier, if any.
+    """
+
+    title: str
+    venue: str
+    year: int
+    arxiv: str | None = None
+
+    def __str__(self) -> str:
+        ref = f", arXiv:{self.arxiv}" if self.arxiv else ""
+        return f"{self.title} ({self.venue} {self.year}{ref})"
+
+
+@dataclass(frozen=True)
+class ReportedMetric:
+    """A number the authors report for a set of weights.
+
+    Args:
+        value: The value (dB for PSNR).
+        dataset: Benchmark it was measured on (``"Set5"``, ``"Set14"``, ...).
+        scale: Upscaling factor.
+        metric: What was measured, e.g. ``"psnr_y"`` or ``"ssim_y"``.
+        source: Where the number comes from (paper table, README, ...).
+    """
+
+    value: float
+    dataset: str
+    scale: int
+    metric: str = "psnr_y"
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """One pretrained checkpoint for one scale of a model.
+
+    Args:
+        scale: Upscaling factor the weights were trained for.
+        source: ``hf://owner/repo/path@revision``, an ``https://`` URL, ``package://<file>``
+            for a file shipped inside srzoo, or a local path.
+        tag: Name of this checkpoint among the model's weights for that scale.
+        sha256: Hex digest of the file, or ``None`` when none is published (say why in
+            ``sha256_note``).
+        size: Size of the file in bytes, if known.
+        layout: The key layout of the file (``"official"``, ``"basicsr"``, ...).
+        input_range: Range the original network expected (srzoo's module always takes [0, 1]).
+        train_data: What the weights were trained on.
+        license: Licence of the weights themselves.
+        metrics: Numbers the authors report for these weights.
+        sha256_note: Why ``sha256`` is missing, or how it was obtained.
+    """
+
+    scale: int
+    source: str
+    tag: str = "default"
+    sha256: str | None = None
+    size: int | None = None
+    layout: str = "official"
+    input_range: str = "0-1"
+    train_data: str = ""
+    license: str = "unknown"
+    metrics: tuple[ReportedMetric, ...] = ()
+    sha256_note: str = ""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything srzoo knows about one public model name.
+
+    Args:
+        name: Public name, e.g. ``"rcan"``.
+        family: Architecture family (one file in ``srzoo/archs``).
+        builder: ``builder(scale=..., **overrides) -> nn.Module``.
+        scales: Supported upscaling factors.
+        paper: The publication.
+        code_license: Licence of the upstream code whose layout srzoo follows.
+        description: One line for listings.
+        task: ``"psnr"`` (fidelity), ``"gan"`` (perceptual) or ``"real-world"``.
+        colour: ``"rgb"``, or ``"y"`` for single-channel luma models.
+        default_scale: Scale used when ``scale=None``.
+        weights: Pretrained checkpoints, keyed by scale and tag.
+        converter: Maps known upstream layouts to the module's own keys.
+        defaults: The constructor arguments that define this variant.
+        size_multiple: Input sizes the network needs a multiple of (it pads inside anyway).
+    """
+
+    name: str
+    family: str
+    builder: ModelBuilder
+    scales: tuple[int, ...]
+    paper: Paper
+    code_license: str
+    description: str = ""
+    task: Task = "psnr"
+    colour: Colour = "rgb"
+    default_scale: int | None = None
+    weights: tuple[WeightSpec, ...] = ()
+    converter: Converter | None = None
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    size_multiple: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.scales:
+            raise ValueError(f"model {self.name!r} declares no scales")
+        if self.default_scale is not None and self.default_scale not in self.scales:
+            raise ValueError(f"model {self.name!r}: default_scale not in scales")
+        for w in self.weights:
+            if w.scale not in self.scales:
+                raise ValueError(f"model {self.name!r}: weights for unsupported scale x{w.scale}")
+
+    @property
+    def scale(self) -> int:
+        """The default scale: ``default_scale`` if set, else 4 when supported, else the largest."""
+        if self.default_scale is not None:
+            return self.default_scale
+        return 4 if 4 in self.scales else max(self.scales)
+
+    @property
+    def pretrained(self) -> bool:
+        """Whether any pretrained weights are registered."""
+        return bool(self.weights)
+
+    def check_scale(self, scale: int) -> None:
+        """Raise :class:`UnsupportedScaleError` unless ``scale`` is supported.
+
+        Args:
+            scale: Upscaling factor to check.
+
+        Example:
+            >>> srzoo.model_info("edsr").check_scale(4)
+        """
+        if scale not in self.scales:
+            raise UnsupportedScaleError(self.name, scale, self.scales)
+
+    def weights_for(self, scale: int, tag: str = "default") -> WeightSpec | None:
+        """The registered weights for ``scale`` with ``tag``, or ``None``.
+
+        Args:
+            scale: Upscaling factor.
+            tag: Weight tag; ``"default"`` means the first registered for that scale.
+
+        Returns:
+            The matching :class:`WeightSpec`, or ``None``.
+
+        Example:
+            >>> srzoo.model_info("edsr").weights_for(4)
+        """
+        at_scale = [w for w in self.weights if w.scale == scale]
+        for w in at_scale:
+            if w.tag == tag:
+                return w
+        if tag == "default" and at_scale:
+            return at_scale[0]
+        return None
+
+    def build(self, scale: int | None = None, **overrides: Any) -> nn.Module:
+        """Build the module with random initialisation (train mode).
+
+        Args:
+            scale: Upscaling factor (``None``: the default scale).
+            **overrides: Constructor arguments that replace this variant's defaults.
+
+        Returns:
+            The freshly initialised module.
+
+        Example:
+            >>> net = srzoo.model_info("edsr-baseline").build(2)
+        """
+        s = self.scale if scale is None else scale
+        self.check_scale(s)
+        return self.builder(scale=s, **{**self.defaults, **overrides})
+
+    def num_params(self, scale: int | None = None) -> int:
+        """Number of values in the state dict at ``scale``, counted on the meta device.
+
+        Args:
+            scale: Upscaling factor (``None``: the default scale).
+
+        Returns:
+            The count of every parameter and persistent buffer (mean shifts included).
+
+        Example:
+            >>> srzoo.model_info("edsr").num_params(4)
+            43089947
+        """
+        s = self.scale if scale is None else scale
+        with _PARAMS_LOCK:
+            key = (self.name, s)
+            if key not in _PARAMS_CACHE:
+                with torch.device("meta"):
+                    module = self.build(s)
+                _PARAMS_CACHE[key] = sum(t.numel() for t in module.state_dict().values())
+            return _PARAMS_CACHE[key]
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+_PARAMS_CACHE: dict[tuple[str, int], int] = {}
+_PARAMS_LOCK = threading.Lock()
+
+
+def register_model(spec: ModelSpec, *, overwrite: bool = False) -> ModelSpec:
+    """Add a model to the registry.
+
+    Args:
+        spec: The model's description.
+        overwrite: Replace an existing entry of the same name instead of raising.
+
+    Returns:
+        ``spec``, so the call can be used as an expression.
+
+    Raises:
+        ValueError: The name is taken and ``overwrite`` is false.
+
+    Example:
+        >>> srzoo.register_model(ModelSpec(name="my-net", family="mine", builder=MyNet,
+        ...                                scales=(2,), paper=paper, code_license="MIT"))
+    """
+    if spec.name in _REGISTRY and not overwrite:
+        raise ValueError(f"a model named {spec.name!r} is already registered")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The :class:`ModelSpec` registered under ``name``.
+
+    Args:
+        name: Public model name (case-insensitive; ``_`` and ``-`` are interchangeable).
+
+    Returns:
+        The spec.
+
+    Raises:
+        UnknownModelError: No such name; the error lists the closest names.
+
+    Example:
+        >>> srzoo.registry.get_spec("rcan").family
+        'rcan'
+    """
+    _ensure_builtin()
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    normal = name.strip().lower().replace("_", "-")
+    if normal in _REGISTRY:
+        return _REGISTRY[normal]
+    close = difflib.get_close_matches(normal, list(_REGISTRY), n=3, cutoff=0.5)
+    if not close:
+        close = [n for n in _REGISTRY if normal in n or n in normal][:3]
+    raise UnknownModelError(name, close)
+
+
+def model_info(name: str) -> ModelSpec:
+    """Describe a registered model: family, scales, task, colour, paper, licence, weights.
+
+    Args:
+        name: Public model name.
+
+    Returns:
+        Its :class:`ModelSpec`; ``num_params(scale)`` gives the parameter count.
+
+    Example:
+        >>> info = srzoo.model_info("rcan")
+        >>> info.scales, info.paper.arxiv
+        ((2, 3, 4, 8), '1807.02758')
+    """
+    return get_spec(name)
+
+
+def list_models(
+    pattern: str | None = None, *, pretrained: bool = False, family: str | None = None
+) -> list[str]:
+    """Names of the registered models, sorted.
+
+    Args:
+        pattern: An fnmatch pattern such as ``"edsr*"``; ``None`` lists everything.
+        pretrained: Only models with registered pretrained weights.
+        family: Only models of this family.
+
+    Returns:
+        Sorted model names.
+
+    Example:
+        >>> srzoo.list_models("edsr*")
+        ['edsr', 'edsr-baseline']
+    """
+    _ensure_builtin()
+    names = sorted(_REGISTRY)
+    if pattern is not None:
+        names = [n for n in names if fnmatch.fnmatchcase(n, pattern.lower())]
+    if pretrained:
+        names = [n for n in names if _REGISTRY[n].pretrained]
+    if family is not None:
+        names = [n for n in names if _REGISTRY[n].family == family]
+    return names
+
+
+_BUILTIN_LOADED = False
+
+
+def _ensure_builtin() -> None:
+    # The built-in families register themselves when srzoo.archs is imported; importing it here
+    # (once) keeps `import srzoo.registry` usable on its own.
+    global _BUILTIN_LOADED
+    if not _BUILTIN_LOADED:
+        _BUILTIN_LOADED = True
+        from . import archs  # noqa: F401
