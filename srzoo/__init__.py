@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+from . import metrics
 from .api import create, load
 from .errors import (
     IncompatibleWeightsError,
@@ -36,6 +37,7 @@ __all__ = [
     "create",
     "list_models",
     "load",
+    "metrics",
     "model_info",
     "register_model",
 ]
