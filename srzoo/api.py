@@ -6,7 +6,11 @@ name -> :class:`~srzoo.registry.ModelSpec` -> module (built on the meta device w
 
 from __future__ import annotations
 
+import functools
 import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +18,9 @@ import torch
 from torch import nn
 
 from .errors import IncompatibleWeightsError, WeightsError
+from .hub import CONFIG_KEY, resolve_pretrained
 from .registry import ModelSpec, StateDict, get_spec
-from .weights import PICKLE_SUFFIXES, read_state_dict
+from .weights import PICKLE_SUFFIXES, load_registered_weights, read_state_dict
 
 __all__ = ["create", "load", "load_weights_into"]
 
@@ -44,7 +49,9 @@ def create(name: str, scale: int | None = None, **overrides: Any) -> nn.Module:
         True
     """
     spec = get_spec(name)
-    return spec.build(scale, **overrides)
+    model = spec.build(scale, **overrides)
+    _remember(model, spec, spec.scale if scale is None else scale, overrides)
+    return model
 
 
 def load(
@@ -55,12 +62,16 @@ def load(
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
     strict: bool = True,
+    progress: bool | None = None,
+    channels_last: bool = True,
     **overrides: Any,
 ) -> nn.Module:
     """Build a model, fill it with weights, and return it ready for inference.
 
     Args:
-        name: Registered model name, e.g. ``"edsr"``.
+        name: Registered model name, e.g. ``"edsr"``; or ``"local-dir:<folder>"`` /
+            ``"hf-hub:owner/repo[@revision]"`` for a folder written by
+            :func:`srzoo.save_pretrained` (its config gives the architecture and scale).
         scale: Upscaling factor; ``None`` means the model's default scale.
         weights: ``"default"`` (the registry's pretrained weights for that scale), a registry
             tag, ``None`` (random initialisation), or the path of a local checkpoint
@@ -68,6 +79,11 @@ def load(
         device: Where to put the model (default: CPU).
         dtype: Floating-point dtype of the parameters (default: float32).
         strict: Refuse weights that do not cover every parameter exactly.
+        progress: Show a progress bar while downloading; ``None`` shows one only on a terminal.
+        channels_last: Store convolution weights in channels-last memory format, which makes
+            convolutions markedly faster on CPUs (oneDNN) and for half precision on GPUs.
+            Outputs are then channels-last tensors too (same shape and values; call
+            ``.contiguous()`` where plain NCHW strides are needed).
         **overrides: Constructor arguments replacing the variant's defaults.
 
     Returns:
@@ -82,16 +98,32 @@ def load(
     Example:
         >>> model = srzoo.load("edsr", scale=4, weights="edsr_x4-4f62e9ef.pt")
         >>> model = srzoo.load("rcan", scale=2, weights=None, device="cuda")
+        >>> model = srzoo.load("hf-hub:someone/my-edsr@v1")
     """
+    if name.startswith(("local-dir:", "hf-hub:")):
+        model = _load_pretrained_folder(name, scale, weights, strict, progress, overrides)
+        return _finish(model, device, dtype, channels_last)
     spec = get_spec(name)
     s = spec.scale if scale is None else scale
     spec.check_scale(s)
     if weights is None:
         model = spec.build(s, **overrides)
+        _remember(model, spec, s, overrides)
     else:
-        state, source = _resolve_weights(spec, s, weights)
+        state, source = _resolve_weights(spec, s, weights, progress=progress)
         model = load_weights_into(spec, s, state, strict=strict, source=source, **overrides)
+    return _finish(model, device, dtype, channels_last)
+
+
+def _finish(
+    model: nn.Module,
+    device: str | torch.device | None,
+    dtype: torch.dtype | None,
+    channels_last: bool,
+) -> nn.Module:
     model.to(device=device, dtype=dtype)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     return model.eval()
 
 
@@ -107,8 +139,110 @@ def _is_path(weights: str | os.PathLike[str]) -> bool:
     )
 
 
+_INIT_FUNCTIONS = (
+    "uniform_",
+    "normal_",
+    "trunc_normal_",
+    "constant_",
+    "zeros_",
+    "ones_",
+    "eye_",
+    "dirac_",
+    "xavier_uniform_",
+    "xavier_normal_",
+    "kaiming_uniform_",
+    "kaiming_normal_",
+    "orthogonal_",
+    "sparse_",
+)
+_init_lock = threading.Lock()
+_init_users = 0
+_init_originals: dict[str, Callable[..., Any]] = {}
+
+
+def _skip_meta(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def init(tensor: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(tensor, torch.Tensor) and tensor.is_meta:
+            return tensor
+        return fn(tensor, *args, **kwargs)
+
+    return init
+
+
+@contextmanager
+def _no_init_on_meta() -> Iterator[None]:
+    # Random initialisation of meta tensors computes nothing, yet it dominates the build time of
+    # deep models (each init op goes through Python decompositions). The wrappers skip only meta
+    # tensors, so another thread building a real module meanwhile is initialised as usual.
+    global _init_users
+    with _init_lock:
+        if _init_users == 0:
+            for name in _INIT_FUNCTIONS:
+                fn = getattr(nn.init, name, None)
+                if fn is not None:
+                    _init_originals[name] = fn
+                    setattr(nn.init, name, _skip_meta(fn))
+        _init_users += 1
+    try:
+        yield
+    finally:
+        with _init_lock:
+            _init_users -= 1
+            if _init_users == 0:
+                for name, fn in _init_originals.items():
+                    setattr(nn.init, name, fn)
+                _init_originals.clear()
+
+
+def _remember(model: nn.Module, spec: ModelSpec, scale: int, overrides: dict[str, Any]) -> None:
+    # A plain dict attribute, not a submodule or buffer: state dicts stay exactly as they were.
+    setattr(
+        model,
+        CONFIG_KEY,
+        {"architecture": spec.name, "scale": scale, "model_args": {**spec.defaults, **overrides}},
+    )
+
+
+def _load_pretrained_folder(
+    reference: str,
+    scale: int | None,
+    weights: WeightsArg,
+    strict: bool,
+    progress: bool | None,
+    overrides: dict[str, Any],
+) -> nn.Module:
+    folder = resolve_pretrained(reference, progress=progress)
+    if scale is not None and scale != folder.scale:
+        raise WeightsError(
+            f"{reference} holds a x{folder.scale} model, not x{scale}. Leave scale out, or pass "
+            f"scale={folder.scale}."
+        )
+    spec = get_spec(folder.architecture)
+    spec.check_scale(folder.scale)
+    args = {**folder.model_args, **overrides}
+    if weights is None:
+        model = spec.build(folder.scale, **args)
+        _remember(model, spec, folder.scale, args)
+        return model
+    if weights == "default":
+        state, source = read_state_dict(folder.weights), reference
+    elif _is_path(weights):
+        state, source = read_state_dict(weights), str(weights)
+    else:
+        raise WeightsError(
+            f"weights={weights!r} has no meaning for {reference}: pass 'default' (its own "
+            "weights), None (random initialisation) or the path of a checkpoint."
+        )
+    return load_weights_into(spec, folder.scale, state, strict=strict, source=source, **args)
+
+
 def _resolve_weights(
-    spec: ModelSpec, scale: int, weights: str | os.PathLike[str]
+    spec: ModelSpec,
+    scale: int,
+    weights: str | os.PathLike[str],
+    *,
+    progress: bool | None = None,
 ) -> tuple[StateDict, str]:
     if _is_path(weights):
         return read_state_dict(weights), str(weights)
@@ -127,15 +261,7 @@ def _resolve_weights(
             f"{detail}. Pass weights=None for a randomly initialised model, or "
             "weights='path/to/checkpoint' to load a local file."
         )
-    path = _fetch(ws.source)
-    return read_state_dict(path), ws.source
-
-
-def _fetch(source: str) -> Path:
-    local = Path(source).expanduser()
-    if local.is_file():
-        return local
-    raise WeightsError(f"cannot fetch {source}: downloading is not available in this version.")
+    return load_registered_weights(ws, model=spec.name, progress=progress), ws.source
 
 
 def load_weights_into(
@@ -170,7 +296,7 @@ def load_weights_into(
     Example:
         >>> net = load_weights_into(srzoo.model_info("edsr"), 4, read_state_dict(path))
     """
-    with torch.device("meta"):
+    with torch.device("meta"), _no_init_on_meta():
         model = spec.build(scale, **overrides)
     if spec.converter is not None:
         state = spec.converter(dict(state), model)
@@ -199,4 +325,5 @@ def load_weights_into(
         # is still on the meta device: build a real module instead and copy into it.
         model = spec.build(scale, **overrides)
         model.load_state_dict(typed, strict=strict)
+    _remember(model, spec, scale, overrides)
     return model

@@ -243,3 +243,15 @@ def test_import_builds_nothing() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "0"
+
+
+def test_channels_last_is_default_and_changes_no_value(tmp_path: Path) -> None:
+    path = tmp_path / "w.pth"
+    torch.save(_small_edsr(2).state_dict(), path)
+    fast = srzoo.load("edsr-baseline", 2, weights=path, **SMALL)
+    plain = srzoo.load("edsr-baseline", 2, weights=path, channels_last=False, **SMALL)
+    assert fast.head[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert plain.head[0].weight.is_contiguous()
+    x = torch.rand(2, 3, 9, 7)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), plain(x), atol=1e-5, rtol=1e-5)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..registry import ModelSpec, Paper, StateDict, register_model
+from ..registry import ModelSpec, Paper, ReportedMetric, StateDict, WeightSpec, register_model
 from ._blocks import DIV2K_RGB_MEAN, MeanShift, Upsampler, conv3x3, fill_mean_shifts, rename_keys
 
 __all__ = ["EDSR", "ResBlock", "convert_edsr"]
@@ -130,6 +130,101 @@ _PAPER = Paper(
     arxiv="1707.02921",
 )
 
+_SNU = "https://cv.snu.ac.kr/research/EDSR/models/"
+_SNU_NOTE = (
+    "full sha256 from third-party hash pins of the official file (its first 8 hex digits equal "
+    "the torch.hub-style suffix of the file name); byte size not published"
+)
+_EDSR_TABLE = "Lim et al. 2017 (arXiv:1707.02921), Table 3: EDSR"
+_DIV2K_RANGE = "0-255 (RGB, DIV2K mean shift inside the network)"
+_CCRESTORATION = "https://github.com/TensoRaws/ccrestoration/releases/download/model_zoo/"
+
+
+def _edsr_metrics(scale: int, set5: float, set14: float) -> tuple[ReportedMetric, ...]:
+    return (
+        ReportedMetric(set5, "Set5", scale, source=_EDSR_TABLE),
+        ReportedMetric(set14, "Set14", scale, source=_EDSR_TABLE),
+    )
+
+
+_EDSR_WEIGHTS = tuple(
+    WeightSpec(
+        scale=scale,
+        source=f"{_SNU}edsr_x{scale}-{sha[:8]}.pt",
+        sha256=sha,
+        layout="official (sanghyun-son/EDSR-PyTorch, flat state dict)",
+        input_range=_DIV2K_RANGE,
+        train_data=f"DIV2K, bicubic x{scale}",
+        license="MIT",
+        metrics=_edsr_metrics(scale, set5, set14),
+        sha256_note=_SNU_NOTE,
+    )
+    for scale, sha, set5, set14 in (
+        (2, "0edfb8a3772c94485c939f81a8aeefe02cccdfbf45243c6d22b39c29eb7d46de", 38.11, 33.92),
+        (3, "ea3ef2c6449845ac3bda7290480af76a53e5006beff60bf89c84ca62f986eeca", 34.65, 30.52),
+        (4, "4f62e9ef1a4ec6a7d3da4ed837116cec641e4e1566f98187151d813e83a0c1c8", 32.46, 28.80),
+    )
+)
+
+# The paper's benchmark table reports the large EDSR only, so the baseline carries no metrics.
+_BASELINE_WEIGHTS = (
+    WeightSpec(
+        scale=2,
+        source=f"{_SNU}edsr_baseline_x2-1bc95232.pt",
+        sha256="1bc9523228fdc3b0a5ddb0d7062001e22b31bbb398ae09cfdefb97e8ee06e171",
+        layout="official (sanghyun-son/EDSR-PyTorch, flat state dict)",
+        input_range=_DIV2K_RANGE,
+        train_data="DIV2K, bicubic x2",
+        license="MIT",
+        sha256_note=_SNU_NOTE,
+    ),
+    WeightSpec(
+        scale=3,
+        source=f"{_SNU}edsr_baseline_x3-abf2a44e.pt",
+        sha256=None,
+        layout="official (sanghyun-son/EDSR-PyTorch, flat state dict)",
+        input_range=_DIV2K_RANGE,
+        train_data="DIV2K, bicubic x3",
+        license="MIT",
+        sha256_note=(
+            "no full sha256 is published; the download is checked against the torch.hub-style "
+            "prefix abf2a44e in its file name; byte size not published"
+        ),
+    ),
+    WeightSpec(
+        scale=4,
+        source=f"{_SNU}edsr_baseline_x4-6b446fab.pt",
+        sha256="6b446fab734f4de74448d2fd1f3f990f5bae726e49dc7eff2ae9cefe444a1723",
+        layout="official (sanghyun-son/EDSR-PyTorch, flat state dict)",
+        input_range=_DIV2K_RANGE,
+        train_data="DIV2K, bicubic x4",
+        license="MIT",
+        sha256_note=_SNU_NOTE,
+    ),
+    *(
+        WeightSpec(
+            scale=scale,
+            tag="basicsr",
+            source=f"{_CCRESTORATION}EDSR_Mx{scale}_f64b16_DIV2K_official_{scale}x.pth",
+            sha256=sha,
+            layout="basicsr ({'params': ...}; BasicSR's conversion of the official weights)",
+            input_range="0-1 (RGB; BasicSR scales by 255 and removes the DIV2K mean inside)",
+            train_data=f"DIV2K, bicubic x{scale}",
+            license="Apache-2.0 (BasicSR conversion) of MIT weights (EDSR-PyTorch)",
+            sha256_note=(
+                "byte-identical mirror (GitHub release of TensoRaws/ccrestoration) of BasicSR's "
+                f"EDSR_Mx{scale}_f64b16_DIV2K_official-{sha[:8]}.pth, whose name carries the "
+                "same sha256 prefix; byte size not published"
+            ),
+        )
+        for scale, sha in (
+            (2, "3ba7b0861913de93740110738fb621410651897e391e8057b7b6104c4f999254"),
+            (3, "6908f88a1be95e7112f480b7b1d9608ad83b4ffa0c227416a6376f6b036a77f3"),
+            (4, "0c287733e70d1b8b8fc5885613ecbe451e5f3010bcae0307612ef5e4aa08dd5f"),
+        )
+    ),
+)
+
 register_model(
     ModelSpec(
         name="edsr",
@@ -141,6 +236,7 @@ register_model(
         description="EDSR: 32 residual blocks, 256 features, residual scaling 0.1",
         defaults={"n_resblocks": 32, "n_feats": 256, "res_scale": 0.1},
         converter=convert_edsr,
+        weights=_EDSR_WEIGHTS,
     )
 )
 register_model(
@@ -154,5 +250,6 @@ register_model(
         description="EDSR baseline: 16 residual blocks, 64 features",
         defaults={"n_resblocks": 16, "n_feats": 64, "res_scale": 1.0},
         converter=convert_edsr,
+        weights=_BASELINE_WEIGHTS,
     )
 )

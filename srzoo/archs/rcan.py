@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..registry import ModelSpec, Paper, StateDict, register_model
+from ..registry import ModelSpec, Paper, ReportedMetric, StateDict, WeightSpec, register_model
 from ._blocks import DIV2K_RGB_MEAN, MeanShift, Upsampler, conv3x3, fill_mean_shifts, rename_keys
 
 __all__ = ["RCAB", "RCAN", "CALayer", "ResidualGroup", "convert_rcan"]
@@ -176,6 +176,43 @@ def convert_rcan(state: StateDict, module: nn.Module) -> StateDict:
     return dict(state)
 
 
+_RCAN_TABLE = "Zhang et al. 2018 (arXiv:1807.02758), Table 3 (BI degradation): RCAN"
+# Paper numbers at x8 are left out: they could not be checked against a second copy of the table.
+_RCAN_REPORTED = {2: (38.27, 34.12), 3: (34.74, 30.65), 4: (32.63, 28.87)}
+
+
+def _rcan_weights(scale: int) -> WeightSpec:
+    reported = _RCAN_REPORTED.get(scale)
+    metrics = (
+        (
+            ReportedMetric(reported[0], "Set5", scale, source=_RCAN_TABLE),
+            ReportedMetric(reported[1], "Set14", scale, source=_RCAN_TABLE),
+        )
+        if reported
+        else ()
+    )
+    return WeightSpec(
+        scale=scale,
+        source=f"https://github.com/Coloquinte/torchSR/releases/download/v1.0.3/rcan_x{scale}.pt",
+        sha256=None,
+        layout=(
+            "torchsr (flat state dict with the official keys; torchSR's conversion of the "
+            f"authors' RCAN_BIX{scale}.pt)"
+        ),
+        input_range="0-255 (RGB, DIV2K mean shift inside the network)",
+        train_data=f"DIV2K, bicubic x{scale}",
+        license="unspecified (yulunzhang/RCAN publishes no licence; torchSR's code is MIT)",
+        metrics=metrics,
+        sha256_note=(
+            "the authors publish RCAN_BIX*.pt only inside a Google Drive / Dropbox zip, which a "
+            "plain HTTP client cannot fetch, and no byte-identical mirror with a published hash "
+            "is known; these are torchSR's converted files (GitHub release v1.0.3), for which no "
+            "checksum or size is published. srzoo records the sha256 of the first download and "
+            "checks the cached copy against it"
+        ),
+    )
+
+
 register_model(
     ModelSpec(
         name="rcan",
@@ -192,5 +229,6 @@ register_model(
         description="RCAN: 10 residual groups x 20 channel-attention blocks, 64 features",
         defaults={"n_resgroups": 10, "n_resblocks": 20, "n_feats": 64, "reduction": 16},
         converter=convert_rcan,
+        weights=tuple(_rcan_weights(s) for s in (2, 3, 4, 8)),
     )
 )

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..registry import ModelSpec, Paper, StateDict, register_model
+from ..registry import ModelSpec, Paper, StateDict, WeightSpec, register_model
 from ._blocks import conv3x3, rename_keys
 
 __all__ = ["MSRResNet", "ResidualBlockNoBN", "SRResNet", "convert_msrresnet"]
@@ -208,6 +208,37 @@ register_model(
         defaults={"channels": 64, "num_blocks": 16},
     )
 )
+_KAIR = "https://github.com/cszn/KAIR/releases/download/v1.0/"
+_KAIR_NOTE = (
+    "KAIR publishes no checksum or size for its release files; srzoo records the sha256 of the "
+    "first download and checks the cached copy against it"
+)
+# KAIR's own weights (cszn/KAIR main_test_msrresnet.py loads them into MSRResNet1 with strict
+# key matching); BasicSR's reproduced MSRResNet weights exist only on Google Drive.
+_MSRRESNET_WEIGHTS = (
+    WeightSpec(
+        scale=4,
+        source=f"{_KAIR}msrresnet_x4_psnr.pth",
+        sha256=None,
+        layout="kair (flat: conv_first / recon_trunk.N / upconv1 / upconv2 / HRconv / conv_last)",
+        input_range="0-1 (RGB)",
+        train_data="not stated by KAIR (bicubic x4, L1 loss per options/train_msrresnet_psnr.json)",
+        license="MIT (cszn/KAIR)",
+        sha256_note=_KAIR_NOTE,
+    ),
+    WeightSpec(
+        scale=4,
+        tag="gan",
+        source=f"{_KAIR}msrresnet_x4_gan.pth",
+        sha256=None,
+        layout="kair (flat: conv_first / recon_trunk.N / upconv1 / upconv2 / HRconv / conv_last)",
+        input_range="0-1 (RGB)",
+        train_data="not stated by KAIR (bicubic x4, adversarial training)",
+        license="MIT (cszn/KAIR)",
+        sha256_note=_KAIR_NOTE,
+    ),
+)
+
 register_model(
     ModelSpec(
         name="msrresnet",
@@ -219,5 +250,6 @@ register_model(
         description="Modified SRResNet (BasicSR): no batch norm, bilinear global skip",
         defaults={"num_feat": 64, "num_block": 16},
         converter=convert_msrresnet,
+        weights=_MSRRESNET_WEIGHTS,
     )
 )

@@ -1,0 +1,706 @@
+"""Weight sources, downloads, the verified cache, offline mode, and save_pretrained folders.
+
+Every download goes to a server on 127.0.0.1 started by the test (``tests/hub_server.py``), which
+also stands in for the Hugging Face Hub; nothing reaches the internet.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import hashlib
+import io
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import srzoo
+import srzoo.weights as sw
+from srzoo.errors import WeightsError
+from srzoo.registry import _REGISTRY, WeightSpec
+
+from .hub_server import COMMIT, HubServer
+from .util import randomize_
+
+TINY: dict[str, Any] = {"n_resblocks": 1, "n_feats": 8, "res_scale": 1.0}
+HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Fixtures
+
+
+@pytest.fixture()
+def server() -> Iterator[HubServer]:
+    srv = HubServer().start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private srzoo cache and Hub cache, no offline flags, no token."""
+    home = tmp_path / "srzoo-home"
+    monkeypatch.setenv("SRZOO_HOME", str(home))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    for var in (
+        "HF_HUB_CACHE",
+        "HF_ENDPOINT",
+        "HF_TOKEN",
+        "SRZOO_OFFLINE",
+        "HF_HUB_OFFLINE",
+        "SRZOO_DOWNLOAD_TIMEOUT",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    return home
+
+
+@pytest.fixture()
+def register() -> Iterator[Any]:
+    """Register tiny test-only EDSR variants; they are removed from the registry afterwards."""
+    names: list[str] = []
+
+    def add(name: str, *weights: WeightSpec) -> str:
+        base = srzoo.model_info("edsr-baseline")
+        srzoo.register_model(
+            dataclasses.replace(base, name=name, defaults=TINY, weights=weights), overwrite=True
+        )
+        names.append(name)
+        return name
+
+    yield add
+    for name in names:
+        _REGISTRY.pop(name, None)
+
+
+def _tiny(seed: int = 0) -> torch.nn.Module:
+    return randomize_(srzoo.create("edsr-baseline", 2, **TINY), seed=seed)
+
+
+def _pth_bytes(module: torch.nn.Module) -> bytes:
+    buf = io.BytesIO()
+    torch.save(module.state_dict(), buf)
+    return buf.getvalue()
+
+
+def _spec(source: str, data: bytes | None, **kw: Any) -> WeightSpec:
+    if data is not None:
+        kw.setdefault("sha256", hashlib.sha256(data).hexdigest())
+        kw.setdefault("size", len(data))
+    return WeightSpec(scale=2, source=source, license="test-only", **kw)
+
+
+def _same_weights(model: torch.nn.Module, ref: torch.nn.Module) -> bool:
+    a, b = model.state_dict(), ref.state_dict()
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _cache_files(home: Path) -> list[str]:
+    """Files under the srzoo cache, lock files aside (they hold no data)."""
+    if not home.exists():
+        return []
+    return sorted(
+        str(p.relative_to(home)) for p in home.rglob("*") if p.is_file() and p.suffix != ".lock"
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Sources
+
+
+def test_parse_source_kinds() -> None:
+    hf = sw.parse_source("hf://someone/edsr/sub/edsr_x4.safetensors@v1.0")
+    assert (hf.kind, hf.repo_id, hf.filename, hf.revision) == (
+        "hf",
+        "someone/edsr",
+        "sub/edsr_x4.safetensors",
+        "v1.0",
+    )
+    assert sw.parse_source("hf://a/b/c.pth").revision is None
+    assert sw.parse_source("https://x.org/w.pt").kind == "url"
+    assert sw.parse_source("package://tiny.safetensors").kind == "package"
+    assert sw.parse_source("/tmp/w.pth").kind == "local"
+    for bad in ("hf://only/repo", "hf://a/b/c.pth@", "package://../escape.pth"):
+        with pytest.raises(WeightsError, match="malformed"):
+            sw.parse_source(bad)
+
+
+def test_local_source_is_verified(tmp_path: Path) -> None:
+    path = tmp_path / "w.pth"
+    path.write_bytes(b"abc")
+    good = hashlib.sha256(b"abc").hexdigest()
+    assert sw.fetch(str(path), sha256=good, size=3) == path
+    with pytest.raises(WeightsError, match="expected " + "0" * 64):
+        sw.fetch(str(path), sha256="0" * 64)
+    with pytest.raises(WeightsError, match="expected 4"):
+        sw.fetch(str(path), size=4)
+
+
+def test_missing_packaged_file_is_reported() -> None:
+    with pytest.raises(WeightsError, match=r"packaged weights 'nope\.safetensors' are missing"):
+        sw.fetch("package://nope.safetensors")
+
+
+# --------------------------------------------------------------------------------------------------
+# URL downloads and the cache
+
+
+def test_first_load_downloads_and_later_loads_need_no_server(
+    server: HubServer, register: Any, isolated: Path
+) -> None:
+    ref = _tiny()
+    data = _pth_bytes(ref)
+    name = register("t-dl", _spec(server.add_file("tiny_x2.pth", data), data))
+
+    model = srzoo.load(name, 2, progress=False)
+    assert _same_weights(model, ref)
+    assert server.gets("tiny_x2.pth") == 1
+    [cached] = [p for p in isolated.rglob("tiny_x2.pth")]
+    assert cached.read_bytes() == data
+    assert Path(str(cached) + ".sha256").read_text().strip() == hashlib.sha256(data).hexdigest()
+
+    server.stop()
+    again = srzoo.load(name, 2, progress=False)
+    assert _same_weights(again, ref)
+    assert srzoo.download(name, 2, progress=False) == cached
+
+
+def test_pickle_is_converted_once_and_never_unpickled_again(
+    server: HubServer, register: Any, isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ref = _tiny(1)
+    data = _pth_bytes(ref)
+    name = register("t-conv", _spec(server.add_file("conv_x2.pth", data), data))
+    srzoo.load(name, 2, progress=False)
+    converted = isolated / "converted" / f"{hashlib.sha256(data).hexdigest()}.safetensors"
+    assert converted.is_file()
+
+    def no_unpickling(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("torch.load was called on a cached checkpoint")
+
+    monkeypatch.setattr(torch, "load", no_unpickling)
+    assert _same_weights(srzoo.load(name, 2, progress=False), ref)
+
+
+def test_download_fills_the_cache_for_offline_use(
+    server: HubServer, register: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ref = _tiny(2)
+    data = _pth_bytes(ref)
+    name = register("t-pre", _spec(server.add_file("pre_x2.pth", data), data))
+    path = srzoo.download(name, 2, progress=False)
+    assert path.read_bytes() == data
+    server.stop()
+    monkeypatch.setenv("SRZOO_OFFLINE", "1")
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("unpickled while offline"))
+    assert _same_weights(srzoo.load(name, 2), ref)
+
+
+def test_wrong_hash_is_refused_and_nothing_is_cached(
+    server: HubServer, register: Any, isolated: Path
+) -> None:
+    data = _pth_bytes(_tiny())
+    url = server.add_file("bad_x2.pth", data)
+    name = register("t-hash", _spec(url, data, sha256="ab" * 32))
+    with pytest.raises(WeightsError, match="sha256 mismatch") as err:
+        srzoo.load(name, 2, progress=False)
+    assert url in str(err.value)
+    assert _cache_files(isolated) == []
+
+
+def test_file_name_hash_prefix_is_checked(server: HubServer, register: Any, isolated: Path) -> None:
+    ref = _tiny()
+    data = _pth_bytes(ref)
+    digest = hashlib.sha256(data).hexdigest()
+    good = server.add_file(f"tiny_x2-{digest[:8]}.pth", data)
+    wrong = "0" if digest[0] != "0" else "1"
+    bad = server.add_file(f"other_x2-{wrong * 8}.pth", data)
+    ok = register("t-prefix-ok", _spec(good, None, sha256_note="prefix only"))
+    ko = register("t-prefix-bad", _spec(bad, None, sha256_note="prefix only"))
+    assert _same_weights(srzoo.load(ok, 2, progress=False), ref)
+    with pytest.raises(WeightsError, match=f"starting with {wrong * 8}"):
+        srzoo.load(ko, 2, progress=False)
+    assert not any("other_x2" in f for f in _cache_files(isolated))
+
+
+def test_cache_entry_for_other_bytes_is_replaced(server: HubServer, register: Any) -> None:
+    # The registry names new bytes for the same URL (an upstream re-release): fetch them again.
+    old, new = _tiny(1), _tiny(2)
+    url = server.add_file("moving.pth", _pth_bytes(old))
+    name = register("t-moving", _spec(url, _pth_bytes(old)))
+    assert _same_weights(srzoo.load(name, 2, progress=False), old)
+    server.add_file("moving.pth", _pth_bytes(new))
+    register("t-moving", _spec(url, _pth_bytes(new)))
+    assert _same_weights(srzoo.load(name, 2, progress=False), new)
+    assert server.gets("moving.pth") == 2
+
+
+def test_unhashed_download_records_its_digest(server: HubServer, register: Any) -> None:
+    ref = _tiny()
+    data = _pth_bytes(ref)
+    name = register("t-tofu", _spec(server.add_file("plain.pth", data), None, sha256_note="none"))
+    path = srzoo.download(name, 2, progress=False)
+    sidecar = Path(str(path) + ".sha256")
+    assert sidecar.read_text().strip() == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("mode", "message"),
+    [
+        ("truncate", "truncated"),
+        ("404", "HTTP 404"),
+        ("500", "HTTP 500"),
+        ("html", "HTML page"),
+        ("html-as-binary", "HTML page"),
+    ],
+)
+def test_server_failures_raise_and_leave_nothing(
+    server: HubServer, register: Any, isolated: Path, mode: str, message: str
+) -> None:
+    data = _pth_bytes(_tiny())
+    url = server.add_file(f"{mode}.pth", data)
+    server.fail(f"{mode}.pth", mode)
+    # Without a registered size the transfer itself must reveal the problem.
+    name = register(f"t-{mode}", _spec(url, data, size=None))
+    with pytest.raises(WeightsError, match=message) as err:
+        srzoo.load(name, 2, progress=False)
+    assert url in str(err.value)
+    assert _cache_files(isolated) == []
+    # Once the server behaves, the same call succeeds: no broken entry blocks it.
+    server.fail(f"{mode}.pth", None)
+    srzoo.load(name, 2, progress=False)
+
+
+def test_size_mismatch_is_caught_before_downloading(
+    server: HubServer, register: Any, isolated: Path
+) -> None:
+    data = _pth_bytes(_tiny())
+    name = register("t-size", _spec(server.add_file("size.pth", data), data, size=len(data) + 1))
+    with pytest.raises(WeightsError, match=f"registered file is {len(data) + 1} bytes"):
+        srzoo.load(name, 2, progress=False)
+    assert _cache_files(isolated) == []
+
+
+def test_timeout(
+    server: HubServer, register: Any, isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = _pth_bytes(_tiny())
+    name = register("t-slow", _spec(server.add_file("slow.pth", data), data))
+    server.fail("slow.pth", "slow")
+    server.slow_seconds = 2.0
+    monkeypatch.setenv("SRZOO_DOWNLOAD_TIMEOUT", "0.3")
+    with pytest.raises(WeightsError, match="timed out"):
+        srzoo.load(name, 2, progress=False)
+    assert _cache_files(isolated) == []
+
+
+def test_full_disk_leaves_nothing(
+    server: HubServer, register: Any, isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = _pth_bytes(_tiny())
+    name = register("t-full", _spec(server.add_file("full.pth", data), data))
+    real_open = sw._open_temp
+
+    class FullDisk(io.RawIOBase):
+        def __init__(self, f: IO[bytes]) -> None:
+            self.f = f
+
+        def write(self, b: Any) -> int:
+            # Part of the data reaches the disk before it fills up.
+            self.f.write(bytes(b)[:500])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def fileno(self) -> int:
+            return self.f.fileno()
+
+        def close(self) -> None:
+            self.f.close()
+            super().close()
+
+    def full_disk(folder: Path, name: str) -> tuple[IO[bytes], Path]:
+        f, tmp = real_open(folder, name)
+        return FullDisk(f), tmp  # type: ignore[return-value]
+
+    monkeypatch.setattr(sw, "_open_temp", full_disk)
+    with pytest.raises(WeightsError, match="no space left") as err:
+        srzoo.load(name, 2, progress=False)
+    assert "SRZOO_HOME" in str(err.value)
+    assert _cache_files(isolated) == []
+
+
+@pytest.mark.parametrize("flag", ["SRZOO_OFFLINE", "HF_HUB_OFFLINE"])
+def test_offline_uses_the_cache_and_names_the_fill_command(
+    server: HubServer, register: Any, monkeypatch: pytest.MonkeyPatch, flag: str
+) -> None:
+    ref = _tiny()
+    data = _pth_bytes(ref)
+    cached = register("t-off-hit", _spec(server.add_file("hit.pth", data), data))
+    missing = register("t-off-miss", _spec(server.add_file("miss.pth", data), data))
+    srzoo.load(cached, 2, progress=False)
+    monkeypatch.setenv(flag, "1")
+    assert _same_weights(srzoo.load(cached, 2), ref)
+    with pytest.raises(WeightsError) as err:
+        srzoo.load(missing, 2)
+    message = str(err.value)
+    assert "miss.pth" in message
+    assert "srzoo download t-off-miss --scale 2" in message
+    assert server.gets("miss.pth") == 0
+
+
+def test_progress_bar_shows_only_when_asked(
+    server: HubServer, register: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    data = _pth_bytes(_tiny())
+    quiet = register("t-quiet", _spec(server.add_file("quiet.pth", data), data))
+    loud = register("t-loud", _spec(server.add_file("loud.pth", data), data))
+    capfd.readouterr()
+    srzoo.download(quiet, 2, progress=False)
+    assert "quiet.pth" not in capfd.readouterr().err
+    srzoo.download(loud, 2, progress=True)
+    assert "loud.pth" in capfd.readouterr().err
+    # Not a terminal (pytest captures stderr) and no preference: silent.
+    server.add_file("auto.pth", data)
+    auto = register("t-auto", _spec(server.url("auto.pth"), data))
+    srzoo.download(auto, 2)
+    assert "auto.pth" not in capfd.readouterr().err
+
+
+_CHILD = textwrap.dedent(
+    """
+    import dataclasses, hashlib, sys
+    import srzoo
+    from srzoo.registry import WeightSpec
+    url, sha, size, name = sys.argv[1:5]
+    base = srzoo.model_info("edsr-baseline")
+    weights = (WeightSpec(scale=2, source=url, sha256=sha, size=int(size), license="test"),)
+    srzoo.register_model(dataclasses.replace(base, name=name, weights=weights))
+    model = srzoo.load(name, 2, progress=False)
+    weight = model.head[0].weight.detach().contiguous()
+    print(hashlib.sha256(weight.numpy().tobytes()).hexdigest())
+    """
+)
+
+
+def test_two_processes_download_once(server: HubServer, isolated: Path, tmp_path: Path) -> None:
+    # A full-size EDSR-baseline (6 MB) served slowly, so that both processes ask for it while the
+    # first download is still in flight.
+    ref = randomize_(srzoo.create("edsr-baseline", 2), seed=7)
+    data = _pth_bytes(ref)
+    url = server.add_file("shared.pth", data)
+    server.chunk_delay = 0.005
+    sha = hashlib.sha256(data).hexdigest()
+    script = tmp_path / "child.py"
+    script.write_text(_CHILD)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    args = [sys.executable, str(script), url, sha, str(len(data)), "t-race"]
+    procs = [
+        subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=300) for p in procs]
+    weight = ref.get_parameter("head.0.weight").detach().contiguous()
+    want = hashlib.sha256(weight.numpy().tobytes()).hexdigest()
+    for p, (out, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err
+        assert out.strip() == want
+    assert server.gets("shared.pth") == 1
+    [cached] = list(isolated.rglob("shared.pth"))
+    assert hashlib.sha256(cached.read_bytes()).hexdigest() == sha
+    assert not list(isolated.rglob("*.part"))
+    assert len(list(isolated.rglob("converted/*.safetensors"))) == 1
+
+
+def test_pickle_that_runs_code_never_runs(
+    server: HubServer, register: Any, isolated: Path, tmp_path: Path
+) -> None:
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self) -> tuple[Any, tuple[str]]:
+            return (os.mkdir, (str(marker),))
+
+    buf = io.BytesIO()
+    torch.save({"head.0.weight": torch.zeros(1), "x": Evil()}, buf)
+    data = buf.getvalue()
+    name = register("t-evil", _spec(server.add_file("evil.pth", data), data))
+    with pytest.raises(WeightsError, match="never unpickles"):
+        srzoo.load(name, 2, progress=False)
+    assert not marker.exists()
+    assert not list(isolated.rglob("converted/*.safetensors"))
+
+
+# --------------------------------------------------------------------------------------------------
+# The Hub
+
+
+def test_hub_source_downloads_verifies_and_caches(
+    server: HubServer, register: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
+    ref = _tiny(3)
+    data = _pth_bytes(ref)
+    server.add_hub_file("someone/tiny", "weights/tiny_x2.pth", data)
+    sha = hashlib.sha256(data).hexdigest()
+    name = register("t-hub", _spec("hf://someone/tiny/weights/tiny_x2.pth", None, sha256=sha))
+    assert _same_weights(srzoo.load(name, 2, progress=False), ref)
+    assert server.gets("someone/tiny/weights/tiny_x2.pth") == 1
+    blobs = list((tmp_path / "hf-home" / "hub").rglob("blobs/*"))
+    assert [b.name for b in blobs] == [sha]
+
+    server.stop()  # the Hub is unreachable: the cached revision still serves
+    assert _same_weights(srzoo.load(name, 2, progress=False), ref)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert _same_weights(srzoo.load(name, 2), ref)
+
+
+def test_hub_source_pinned_to_a_commit(
+    server: HubServer, register: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
+    ref = _tiny(4)
+    state = {k: v.contiguous() for k, v in ref.state_dict().items()}
+    path = Path(os.environ["SRZOO_HOME"]).parent / "tiny.safetensors"
+    save_file(state, path)
+    server.add_hub_file("someone/pinned", "tiny.safetensors", path.read_bytes())
+    name = register("t-pin", _spec(f"hf://someone/pinned/tiny.safetensors@{COMMIT}", None))
+    assert _same_weights(srzoo.load(name, 2, progress=False), ref)
+    server.stop()
+    assert _same_weights(srzoo.load(name, 2, progress=False), ref)
+
+
+def test_hub_download_corrupted_in_transit_is_removed(
+    server: HubServer, register: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
+    data = _pth_bytes(_tiny())
+    server.add_hub_file("someone/bad", "w.pth", data)
+    server.fail("someone/bad/w.pth", "corrupt")
+    name = register("t-hub-bad", _spec("hf://someone/bad/w.pth", None, sha256_note="etag"))
+    with pytest.raises(WeightsError, match="sha256 mismatch"):
+        srzoo.load(name, 2, progress=False)
+    assert not [p for p in (tmp_path / "hf-home").rglob("blobs/*") if p.is_file()]
+
+
+def test_hub_missing_file_and_offline_miss(
+    server: HubServer, register: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
+    name = register("t-hub-404", _spec("hf://someone/empty/w.pth", None, sha256_note="none"))
+    with pytest.raises(WeightsError, match=r"has no file 'w\.pth'"):
+        srzoo.load(name, 2, progress=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WeightsError, match="srzoo download t-hub-404 --scale 2"):
+        srzoo.load(name, 2)
+
+
+# --------------------------------------------------------------------------------------------------
+# save_pretrained, local-dir: and hf-hub:
+
+
+def test_built_models_remember_their_config() -> None:
+    model = srzoo.create("edsr-baseline", 2, n_resblocks=1, n_feats=8)
+    assert model.srzoo_config == {
+        "architecture": "edsr-baseline",
+        "scale": 2,
+        "model_args": {"n_resblocks": 1, "n_feats": 8, "res_scale": 1.0},
+    }
+    # A plain attribute: the state dict is exactly the module's parameters and buffers.
+    assert "srzoo_config" not in "".join(model.state_dict())
+    loaded = srzoo.load("rcan", 2, weights=None, n_resgroups=1, n_resblocks=1)
+    assert getattr(loaded, "srzoo_config")["model_args"]["n_resgroups"] == 1  # noqa: B009
+
+
+def test_save_pretrained_round_trips_through_a_folder_and_the_hub(
+    server: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = randomize_(srzoo.create("rcan", 3, n_resgroups=1, n_resblocks=2, n_feats=16), seed=5)
+    model.eval()
+    x = torch.rand(1, 3, 7, 9)
+    with torch.no_grad():
+        want = model(x)
+    folder = srzoo.save_pretrained(model, tmp_path / "my-rcan")
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
+    import json
+
+    config = json.loads((folder / "config.json").read_text())
+    assert config["architecture"] == "rcan" and config["scale"] == 3
+    assert config["model_args"]["n_resgroups"] == 1
+    assert config["srzoo_version"] == srzoo.__version__
+
+    # Same weights in the same memory layout as the original: bit-identical outputs. (load may
+    # store convolution weights channels-last, which changes the summation order.)
+    local = srzoo.load(f"local-dir:{folder}").to(memory_format=torch.contiguous_format)
+    with torch.no_grad():
+        assert torch.equal(local(x), want)
+    assert getattr(local, "srzoo_config")["model_args"]["n_resblocks"] == 2  # noqa: B009
+
+    monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
+    for f in folder.iterdir():
+        server.add_hub_file("someone/my-rcan", f.name, f.read_bytes())
+    for ref in ("hf-hub:someone/my-rcan", f"hf-hub:someone/my-rcan@{COMMIT}"):
+        remote = srzoo.load(ref, progress=False).to(memory_format=torch.contiguous_format)
+        with torch.no_grad():
+            assert torch.equal(remote(x), want)
+    with pytest.raises(WeightsError, match="x3 model, not x2"):
+        srzoo.load(f"local-dir:{folder}", scale=2)
+
+
+def test_save_pretrained_needs_a_name_for_foreign_modules(tmp_path: Path) -> None:
+    from srzoo.archs.edsr import EDSR
+
+    plain = EDSR(scale=2, n_resblocks=16, n_feats=64, res_scale=1.0)
+    with pytest.raises(ValueError, match="name="):
+        srzoo.save_pretrained(plain, tmp_path / "a")
+    folder = srzoo.save_pretrained(plain, tmp_path / "b", name="edsr-baseline")
+    assert _same_weights(srzoo.load(f"local-dir:{folder}"), plain)
+    odd = EDSR(scale=2, n_resblocks=2, n_feats=8)
+    with pytest.raises(ValueError, match="does not match 'edsr-baseline'"):
+        srzoo.save_pretrained(odd, tmp_path / "c", name="edsr-baseline")
+
+
+def test_local_dir_without_files_is_explained(tmp_path: Path) -> None:
+    with pytest.raises(WeightsError, match=r"config\.json and model\.safetensors"):
+        srzoo.load(f"local-dir:{tmp_path}")
+
+
+# --------------------------------------------------------------------------------------------------
+# The registry
+
+
+def _registered_weights() -> list[tuple[str, WeightSpec]]:
+    return [(n, w) for n in srzoo.list_models() for w in srzoo.model_info(n).weights]
+
+
+def test_registry_weight_entries_are_complete() -> None:
+    entries = _registered_weights()
+    assert {n for n, _ in entries} >= {"edsr", "edsr-baseline", "rcan", "msrresnet"}
+    for name, w in entries:
+        where = f"{name} x{w.scale}:{w.tag}"
+        src = sw.parse_source(w.source)
+        assert src.kind in ("hf", "package") or w.source.startswith("https://"), where
+        if w.sha256 is not None:
+            assert HEX64.fullmatch(w.sha256), where
+        else:
+            assert w.sha256_note.strip(), f"{where}: no sha256 and no note saying why"
+        if src.kind == "url" and w.sha256 is not None:
+            assert w.size is not None or "size" in w.sha256_note, f"{where}: size missing"
+        prefix = sw._name_hash_prefix(Path(w.source).name)
+        if prefix and w.sha256:
+            assert w.sha256.startswith(prefix), f"{where}: hash contradicts the file name"
+        assert w.license.strip() and w.license != "unknown", (
+            f"{where}: licence of the weights not filled in (write e.g. 'none published' when "
+            "the authors publish none)"
+        )
+        assert w.layout.strip(), where
+        for m in w.metrics:
+            assert m.scale == w.scale and m.source, where
+    tags = [(n, w.scale, w.tag) for n, w in entries]
+    assert len(tags) == len(set(tags)), "two weights share a name, scale and tag"
+
+
+@pytest.mark.parametrize("name", srzoo.list_models(pretrained=True))
+def test_registered_layouts_fit_the_module(name: str) -> None:
+    spec = srzoo.model_info(name)
+    for scale in sorted({w.scale for w in spec.weights}):
+        with torch.device("meta"):
+            module = spec.build(scale)
+        expected = {k: v.shape for k, v in module.state_dict().items()}
+        state = dict(module.state_dict())
+        if spec.converter is not None:
+            state = spec.converter(state, module)
+        assert {k: v.shape for k, v in state.items()} == expected, f"{name} x{scale}"
+
+
+def _to_basicsr_edsr(state: dict[str, torch.Tensor], n_blocks: int) -> dict[str, torch.Tensor]:
+    rules = [
+        (r"^head\.0\.", "conv_first."),
+        (rf"^body\.{n_blocks}\.", "conv_after_body."),
+        (r"^body\.(\d+)\.body\.0\.", r"body.\1.conv1."),
+        (r"^body\.(\d+)\.body\.2\.", r"body.\1.conv2."),
+        (r"^tail\.0\.", "upsample."),
+        (r"^tail\.1\.", "conv_last."),
+    ]
+    out = {}
+    for key, value in state.items():
+        if key.startswith(("sub_mean.", "add_mean.")):
+            continue  # BasicSR keeps the mean shift as a constant
+        for pattern, repl in rules:
+            if re.match(pattern, key):
+                key = re.sub(pattern, repl, key)
+                break
+        out[key] = value
+    return out
+
+
+def _to_kair_msrresnet(state: dict[str, torch.Tensor], _: int) -> dict[str, torch.Tensor]:
+    return {
+        re.sub(r"^body\.", "recon_trunk.", re.sub(r"^conv_hr\.", "HRconv.", k)): v
+        for k, v in state.items()
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "layout", "to_layout", "n_blocks"),
+    [
+        ("edsr-baseline", "basicsr", _to_basicsr_edsr, 16),
+        ("msrresnet", "kair", _to_kair_msrresnet, 16),
+    ],
+)
+def test_registered_upstream_layouts_convert(
+    name: str, layout: str, to_layout: Any, n_blocks: int
+) -> None:
+    spec = srzoo.model_info(name)
+    scales = sorted({w.scale for w in spec.weights if w.layout.startswith(layout)})
+    assert scales, f"no {layout} weights registered for {name}"
+    assert spec.converter is not None
+    for scale in scales:
+        with torch.device("meta"):
+            module = spec.build(scale)
+        expected = {k: v.shape for k, v in module.state_dict().items()}
+        upstream = to_layout(dict(module.state_dict()), n_blocks)
+        assert upstream.keys() != expected.keys()
+        converted = spec.converter(upstream, module)
+        assert {k: v.shape for k, v in converted.items()} == expected, f"{name} x{scale}"
+
+
+def test_download_without_registered_weights_says_so() -> None:
+    with pytest.raises(WeightsError, match="no pretrained weights are registered for 'srresnet'"):
+        srzoo.download("srresnet", 4)
+    with pytest.raises(WeightsError, match=r"registered: .*x4:default"):
+        srzoo.download("edsr", 4, tag="nope")
+
+
+def test_core_family_weights_are_documented() -> None:
+    for name in ("edsr", "edsr-baseline", "rcan", "msrresnet"):
+        spec = srzoo.model_info(name)
+        assert spec.weights_for(spec.scale) is not None, f"{name}: no default weights"
+        for w in spec.weights:
+            assert w.train_data and w.input_range and w.layout, f"{name} x{w.scale}:{w.tag}"
+    for name, scales in (("edsr", (2, 3, 4)), ("rcan", (2, 3, 4))):
+        for scale in scales:
+            ws = srzoo.model_info(name).weights_for(scale)
+            assert ws is not None
+            assert {m.dataset for m in ws.metrics} == {"Set5", "Set14"}, f"{name} x{scale}"
+            assert all(m.metric == "psnr_y" and "arXiv" in m.source for m in ws.metrics)
+
+
+def test_meta_build_leaves_initialisation_alone(tmp_path: Path) -> None:
+    before = {n: getattr(torch.nn.init, n) for n in ("kaiming_uniform_", "uniform_", "normal_")}
+    path = tmp_path / "w.safetensors"
+    ref = _tiny()
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, path)
+    model = srzoo.load("edsr-baseline", 2, weights=path, **TINY)
+    assert _same_weights(model.to(memory_format=torch.contiguous_format), ref)
+    assert {n: getattr(torch.nn.init, n) for n in before} == before
+    # Randomly initialised modules are still random.
+    a, b = srzoo.create("edsr-baseline", 2, **TINY), srzoo.create("edsr-baseline", 2, **TINY)
+    assert not torch.equal(a.get_parameter("head.0.weight"), b.get_parameter("head.0.weight"))
