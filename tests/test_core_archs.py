@@ -2,47 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 import torch
 
 import srzoo
-
-from .util import check_compiles, check_forward_contract, check_gradients, randomize_
-
-TINY: dict[str, dict[str, Any]] = {
-    "edsr": {"n_resblocks": 2, "n_feats": 16},
-    "edsr-baseline": {"n_resblocks": 2, "n_feats": 16},
-    "rcan": {"n_resgroups": 2, "n_resblocks": 2, "n_feats": 16, "reduction": 2},
-    "srresnet": {"channels": 16, "num_blocks": 2},
-    "msrresnet": {"num_feat": 16, "num_block": 2},
-}
-
-CASES = [(name, s) for name in TINY for s in srzoo.model_info(name).scales]
-
-
-def test_every_core_model_is_registered() -> None:
-    assert set(TINY) <= set(srzoo.list_models())
-
-
-@pytest.mark.parametrize(("name", "scale"), CASES)
-def test_forward_contract(name: str, scale: int) -> None:
-    model = randomize_(srzoo.create(name, scale, **TINY[name]))
-    check_forward_contract(model, scale)
-
-
-@pytest.mark.parametrize("name", list(TINY))
-def test_gradients_reach_every_parameter(name: str) -> None:
-    model = randomize_(srzoo.create(name, 2, **TINY[name]))
-    check_gradients(model)
-
-
-@pytest.mark.parametrize("name", list(TINY))
-def test_fullgraph_compile(name: str) -> None:
-    model = randomize_(srzoo.create(name, 4, **TINY[name]))
-    check_compiles(model)
-
 
 # State-dict values of the official configurations, measured on the reference implementations
 # (EDSR-PyTorch / torchSR for EDSR and RCAN, BasicSR for MSRResNet).

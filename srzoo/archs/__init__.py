@@ -2,6 +2,20 @@
 
 from __future__ import annotations
 
-from . import edsr, rcan, srresnet
+from . import carn, edsr, espcn, fsrcnn, imdn, pan, rcan, rfdn, safmn, span, srcnn, srresnet, vdsr
 
-__all__ = ["edsr", "rcan", "srresnet"]
+__all__ = [
+    "carn",
+    "edsr",
+    "espcn",
+    "fsrcnn",
+    "imdn",
+    "pan",
+    "rcan",
+    "rfdn",
+    "safmn",
+    "span",
+    "srcnn",
+    "srresnet",
+    "vdsr",
+]

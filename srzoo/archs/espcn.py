@@ -1,0 +1,75 @@
+"""ESPCN: the efficient sub-pixel convolutional network.
+
+Paper: Shi, Caballero, Huszár, Totz, Aitken, Bishop, Rueckert, Wang, "Real-Time Single Image and
+Video Super-Resolution Using an Efficient Sub-Pixel Convolutional Neural Network", CVPR 2016,
+arXiv:1609.05158. The configuration is the paper's: (f1, n1) = (5, 64), (f2, n2) = (3, 32),
+f3 = 3, tanh activations, a sub-pixel (pixel-shuffle) output layer.
+
+Parameter names follow yjn870/ESPCN-pytorch ``models.py`` (``first_part`` / ``last_part``), so its
+``espcn_x3.pth`` loads unchanged. The network works on the luma (Y) channel: one channel in, one
+out.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..registry import ModelSpec, Paper, register_model
+from ._blocks import check_luma_input
+
+__all__ = ["ESPCN"]
+
+
+class ESPCN(nn.Module):
+    """Efficient Sub-Pixel CNN on the Y channel.
+
+    Args:
+        scale: Upscaling factor (the pixel-shuffle factor).
+        n1: Filters of the first (5x5) layer.
+        n2: Filters of the second (3x3) layer.
+    """
+
+    def __init__(self, *, scale: int = 3, n1: int = 64, n2: int = 32) -> None:
+        super().__init__()
+        self.scale = scale
+        self.in_channels = 1
+        self.out_channels = 1
+        self.first_part = nn.Sequential(
+            nn.Conv2d(1, n1, 5, padding=2),
+            nn.Tanh(),
+            nn.Conv2d(n1, n2, 3, padding=1),
+            nn.Tanh(),
+        )
+        self.last_part = nn.Sequential(
+            nn.Conv2d(n2, scale * scale, 3, padding=1), nn.PixelShuffle(scale)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_luma_input(x, self.in_channels, "ESPCN")
+        return self.last_part(self.first_part(x))
+
+
+register_model(
+    ModelSpec(
+        name="espcn",
+        family="espcn",
+        builder=ESPCN,
+        scales=(2, 3, 4),
+        paper=Paper(
+            title=(
+                "Real-Time Single Image and Video Super-Resolution Using an Efficient Sub-Pixel "
+                "Convolutional Neural Network"
+            ),
+            venue="CVPR",
+            year=2016,
+            arxiv="1609.05158",
+        ),
+        code_license="none published",
+        description="ESPCN (5-3-3, 64/32 filters, tanh) on the Y channel, sub-pixel upsampler",
+        task="psnr",
+        colour="y",
+        default_scale=3,
+        defaults={"n1": 64, "n2": 32},
+    )
+)

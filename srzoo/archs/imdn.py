@@ -1,0 +1,186 @@
+"""IMDN: information multi-distillation network.
+
+Paper: Hui, Gao, Yang, Wang, "Lightweight Image Super-Resolution with Information
+Multi-distillation Network", ACM Multimedia 2019, arXiv:1909.11856.
+
+Parameter names follow Zheng222/IMDN ``model/architecture.py`` (class ``IMDN``) and
+``model/block.py``, so the official ``IMDN_x{2,3,4}.pth`` files load unchanged once the
+``module.`` prefix of their DataParallel keys is stripped (which srzoo's reader does).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..registry import ModelSpec, Paper, ReportedMetric, WeightSpec, register_model
+
+__all__ = ["IMDN", "CCALayer", "IMDModule"]
+
+
+class CCALayer(nn.Module):
+    """Contrast-aware channel attention: (standard deviation + mean) per channel, squeeze, excite.
+
+    Args:
+        channels: Feature channels.
+        reduction: Squeeze ratio of the bottleneck.
+    """
+
+    def __init__(self, *, channels: int, reduction: int = 16) -> None:
+        super().__init__()
+        hidden = channels // reduction
+        if hidden < 1:
+            raise ValueError(
+                f"CCALayer needs at least {reduction} channels for reduction {reduction}, "
+                f"got {channels}"
+            )
+        self.conv_du = nn.Sequential(
+            nn.Conv2d(channels, hidden, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, channels, 1),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Population variance (divided by H*W), as the original computes it.
+        var, mean = torch.var_mean(x, dim=(2, 3), correction=0, keepdim=True)
+        return x * self.conv_du(var.sqrt() + mean)
+
+
+class IMDModule(nn.Module):
+    """Information multi-distillation block: three split-and-refine steps, CCA, 1x1 fusion.
+
+    Each 3x3 step keeps ``distillation_rate`` of its channels and refines the rest.
+
+    Args:
+        channels: Feature channels.
+        distillation_rate: Fraction of channels kept at each step.
+    """
+
+    def __init__(self, *, channels: int, distillation_rate: float = 0.25) -> None:
+        super().__init__()
+        self.distilled = int(channels * distillation_rate)
+        self.remaining = channels - self.distilled
+        if self.distilled < 1:
+            raise ValueError(f"IMDModule: {channels} channels leave nothing to distil")
+        self.c1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.c2 = nn.Conv2d(self.remaining, channels, 3, padding=1)
+        self.c3 = nn.Conv2d(self.remaining, channels, 3, padding=1)
+        self.c4 = nn.Conv2d(self.remaining, self.distilled, 3, padding=1)
+        self.act = nn.LeakyReLU(0.05, inplace=True)
+        self.c5 = nn.Conv2d(4 * self.distilled, channels, 1)
+        self.cca = CCALayer(channels=4 * self.distilled)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        split = [self.distilled, self.remaining]
+        d1, r1 = torch.split(self.act(self.c1(x)), split, dim=1)
+        d2, r2 = torch.split(self.act(self.c2(r1)), split, dim=1)
+        d3, r3 = torch.split(self.act(self.c3(r2)), split, dim=1)
+        out = torch.cat([d1, d2, d3, self.c4(r3)], dim=1)
+        return self.c5(self.cca(out)) + x
+
+
+class IMDN(nn.Module):
+    """Information Multi-Distillation Network.
+
+    Takes RGB in [0, 1] like the original (no mean shift, no range change).
+
+    Args:
+        scale: Upscaling factor (the sub-pixel head works for any integer).
+        in_nc: Input channels.
+        out_nc: Output channels.
+        nf: Feature channels.
+        num_modules: Number of IMDBs (named ``IMDB1`` ... as in the official checkpoints).
+    """
+
+    def __init__(
+        self,
+        *,
+        scale: int = 4,
+        in_nc: int = 3,
+        out_nc: int = 3,
+        nf: int = 64,
+        num_modules: int = 6,
+    ) -> None:
+        super().__init__()
+        if scale < 1:
+            raise ValueError(f"IMDN: scale must be a positive integer, got {scale}")
+        self.scale = scale
+        self.in_channels = in_nc
+        self.out_channels = out_nc
+        self.num_modules = num_modules
+        self.fea_conv = nn.Conv2d(in_nc, nf, 3, padding=1)
+        for i in range(1, num_modules + 1):
+            self.add_module(f"IMDB{i}", IMDModule(channels=nf))
+        self.c = nn.Sequential(nn.Conv2d(nf * num_modules, nf, 1), nn.LeakyReLU(0.05, inplace=True))
+        self.LR_conv = nn.Conv2d(nf, nf, 3, padding=1)
+        self.upsampler = nn.Sequential(
+            nn.Conv2d(nf, out_nc * scale**2, 3, padding=1), nn.PixelShuffle(scale)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fea = self.fea_conv(x)
+        outs: list[torch.Tensor] = []
+        h = fea
+        for i in range(1, self.num_modules + 1):
+            h = getattr(self, f"IMDB{i}")(h)
+            outs.append(h)
+        lr = self.LR_conv(self.c(torch.cat(outs, dim=1))) + fea
+        return self.upsampler(lr)
+
+
+_PAPER = Paper(
+    title="Lightweight Image Super-Resolution with Information Multi-distillation Network",
+    venue="ACM Multimedia",
+    year=2019,
+    arxiv="1909.11856",
+)
+
+# Y-PSNR on Set5 / Set14 from the paper's comparison with lightweight methods (the x2 rows are
+# reproduced in the repository's images/psnr_ssim.png).
+_REPORTED = {
+    2: (38.00, 33.63),
+    3: (34.36, 30.32),
+    4: (32.21, 28.58),
+}
+_CHECKPOINTS = {
+    2: ("740b39653592bd3f49955a21cd9e16f2d37f2c413368cc09327601b8fbe42ce1", 2_796_052),
+    3: ("11b1716a19bc16e5e353e1db798d476169338e631eb170c82d765559888cb028", 2_830_672),
+    4: ("e660c38221147217a136debeb99eb304d62d9c0f73ac421ed66281b619719714", 2_879_112),
+}
+
+
+def _weights(scale: int) -> WeightSpec:
+    sha, size = _CHECKPOINTS[scale]
+    set5, set14 = _REPORTED[scale]
+    source = "IMDN paper (arXiv:1909.11856), comparison table"
+    return WeightSpec(
+        scale=scale,
+        source=f"https://github.com/Zheng222/IMDN/raw/master/checkpoints/IMDN_x{scale}.pth",
+        sha256=sha,
+        size=size,
+        layout="official",
+        input_range="0-1",
+        train_data="DIV2K",
+        license="none published (the repository has no licence file)",
+        metrics=(
+            ReportedMetric(set5, "Set5", scale, "psnr_y", source=source),
+            ReportedMetric(set14, "Set14", scale, "psnr_y", source=source),
+        ),
+        sha256_note="sha256 of the file committed to Zheng222/IMDN (checkpoints/)",
+    )
+
+
+register_model(
+    ModelSpec(
+        name="imdn",
+        family="imdn",
+        builder=IMDN,
+        scales=(2, 3, 4),
+        paper=_PAPER,
+        code_license="none published",
+        description="IMDN: 6 information multi-distillation blocks, 64 features",
+        defaults={"nf": 64, "num_modules": 6},
+        weights=tuple(_weights(s) for s in (2, 3, 4)),
+    )
+)

@@ -1,0 +1,194 @@
+"""PAN: pixel attention network.
+
+Paper: Zhao, Kong, He, Qiao, Dong, "Efficient Image Super-Resolution Using Pixel Attention",
+ECCV Workshops (AIM 2020), 2020, arXiv:2010.01073.
+
+Parameter names follow zhaohengyuan1/PAN ``codes/models/archs/PAN_arch.py``, so the official
+``experiments/pretrained_models/PANx{2,3,4}_DF2K.pth`` files load unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..registry import ModelSpec, Paper, ReportedMetric, WeightSpec, register_model
+
+__all__ = ["PA", "PAN", "SCPA", "PAConv"]
+
+
+class PA(nn.Module):
+    """Pixel attention: a sigmoid mask from a 1x1 convolution, applied to its own input.
+
+    Args:
+        nf: Feature channels.
+    """
+
+    def __init__(self, *, nf: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(nf, nf, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(self.conv(x))
+
+
+class PAConv(nn.Module):
+    """A 3x3 convolution gated by pixel attention, followed by another 3x3 convolution.
+
+    Args:
+        nf: Feature channels.
+    """
+
+    def __init__(self, *, nf: int) -> None:
+        super().__init__()
+        self.k2 = nn.Conv2d(nf, nf, 1)
+        self.k3 = nn.Conv2d(nf, nf, 3, padding=1, bias=False)
+        self.k4 = nn.Conv2d(nf, nf, 3, padding=1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.k4(self.k3(x) * torch.sigmoid(self.k2(x)))
+
+
+class SCPA(nn.Module):
+    """Self-calibrated block with pixel attention: a plain and an attention branch, fused.
+
+    Args:
+        nf: Feature channels (each branch works on ``nf // reduction``).
+        reduction: Channel split between the two branches.
+    """
+
+    def __init__(self, *, nf: int, reduction: int = 2) -> None:
+        super().__init__()
+        width = nf // reduction
+        self.conv1_a = nn.Conv2d(nf, width, 1, bias=False)
+        self.conv1_b = nn.Conv2d(nf, width, 1, bias=False)
+        self.k1 = nn.Sequential(nn.Conv2d(width, width, 3, padding=1, bias=False))
+        self.PAConv = PAConv(nf=width)
+        self.conv3 = nn.Conv2d(width * reduction, nf, 1, bias=False)
+        self.lrelu = nn.LeakyReLU(0.2, inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.lrelu(self.k1(self.lrelu(self.conv1_a(x))))
+        b = self.lrelu(self.PAConv(self.lrelu(self.conv1_b(x))))
+        return self.conv3(torch.cat([a, b], dim=1)) + x
+
+
+class PAN(nn.Module):
+    """Pixel Attention Network.
+
+    Takes RGB in [0, 1] like the original; the network predicts a residual over a bilinear
+    upscale of its input.
+
+    Args:
+        scale: Upscaling factor: 2 or 3 (one nearest-neighbour stage) or 4 (two x2 stages).
+        in_nc: Input channels.
+        out_nc: Output channels.
+        nf: Feature channels of the trunk.
+        unf: Feature channels of the upsampling stages.
+        nb: Number of SCPA blocks.
+    """
+
+    def __init__(
+        self,
+        *,
+        scale: int = 4,
+        in_nc: int = 3,
+        out_nc: int = 3,
+        nf: int = 40,
+        unf: int = 24,
+        nb: int = 16,
+    ) -> None:
+        super().__init__()
+        if scale not in (2, 3, 4):
+            raise ValueError(f"PAN supports scales 2, 3 and 4, not {scale}")
+        if in_nc != out_nc:
+            raise ValueError("PAN adds an upscaled copy of its input: in_nc must equal out_nc")
+        self.scale = scale
+        self.in_channels = in_nc
+        self.out_channels = out_nc
+        self.conv_first = nn.Conv2d(in_nc, nf, 3, padding=1)
+        self.SCPA_trunk = nn.Sequential(*(SCPA(nf=nf) for _ in range(nb)))
+        self.trunk_conv = nn.Conv2d(nf, nf, 3, padding=1)
+        self.upconv1 = nn.Conv2d(nf, unf, 3, padding=1)
+        self.att1 = PA(nf=unf)
+        self.HRconv1 = nn.Conv2d(unf, unf, 3, padding=1)
+        if scale == 4:
+            self.upconv2 = nn.Conv2d(unf, unf, 3, padding=1)
+            self.att2 = PA(nf=unf)
+            self.HRconv2 = nn.Conv2d(unf, unf, 3, padding=1)
+        self.conv_last = nn.Conv2d(unf, out_nc, 3, padding=1)
+        self.lrelu = nn.LeakyReLU(0.2, inplace=True)
+
+    def _up(
+        self, fea: torch.Tensor, factor: int, upconv: nn.Module, att: nn.Module, hr: nn.Module
+    ) -> torch.Tensor:
+        fea = upconv(F.interpolate(fea, scale_factor=factor, mode="nearest"))
+        return self.lrelu(hr(self.lrelu(att(fea))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fea = self.conv_first(x)
+        fea = fea + self.trunk_conv(self.SCPA_trunk(fea))
+        if self.scale == 4:
+            fea = self._up(fea, 2, self.upconv1, self.att1, self.HRconv1)
+            fea = self._up(fea, 2, self.upconv2, self.att2, self.HRconv2)
+        else:
+            fea = self._up(fea, self.scale, self.upconv1, self.att1, self.HRconv1)
+        base = F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False)
+        return self.conv_last(fea) + base
+
+
+_PAPER = Paper(
+    title="Efficient Image Super-Resolution Using Pixel Attention",
+    venue="ECCV Workshops",
+    year=2020,
+    arxiv="2010.01073",
+)
+
+# Y-PSNR on Set5 / Set14 from the paper's comparison table; the same values (to more digits)
+# are in the authors' test logs, results/PANx{s}_DF2K/*.log in the repository.
+_REPORTED = {2: (38.00, 33.59), 3: (34.40, 30.36), 4: (32.13, 28.61)}
+_CHECKPOINTS = {
+    2: ("fcf8ed48656abbaae46309ee91745684b80235a9c8b37a2d8fb0715a3ad3f00f", 1_076_593),
+    3: ("86491751d73645a8816a0d6ec62ccde6b22ce5da930e36b3b87f5437167fbc89", 1_076_593),
+    4: ("739fab99ee7b7058dab4d1b84aa2869bb9fc3995a1c08789c20355bee943833c", 1_121_681),
+}
+
+
+def _weights(scale: int) -> WeightSpec:
+    sha, size = _CHECKPOINTS[scale]
+    set5, set14 = _REPORTED[scale]
+    source = "PAN paper (arXiv:2010.01073), comparison table"
+    return WeightSpec(
+        scale=scale,
+        source=(
+            "https://github.com/zhaohengyuan1/PAN/raw/master/experiments/pretrained_models/"
+            f"PANx{scale}_DF2K.pth"
+        ),
+        sha256=sha,
+        size=size,
+        layout="official",
+        input_range="0-1",
+        train_data="DF2K (DIV2K + Flickr2K)",
+        license="none published (the repository has no licence file)",
+        metrics=(
+            ReportedMetric(set5, "Set5", scale, "psnr_y", source=source),
+            ReportedMetric(set14, "Set14", scale, "psnr_y", source=source),
+        ),
+        sha256_note="sha256 of the file committed to zhaohengyuan1/PAN",
+    )
+
+
+register_model(
+    ModelSpec(
+        name="pan",
+        family="pan",
+        builder=PAN,
+        scales=(2, 3, 4),
+        paper=_PAPER,
+        code_license="none published",
+        description="PAN: 16 SCPA blocks with pixel attention, 40/24 features (272K at x4)",
+        defaults={"nf": 40, "unf": 24, "nb": 16},
+        weights=tuple(_weights(s) for s in (2, 3, 4)),
+    )
+)

@@ -1,0 +1,178 @@
+"""RFDN: residual feature distillation network.
+
+Paper: Liu, Tang, Wu, "Residual Feature Distillation Network for Lightweight Image
+Super-Resolution", ECCV Workshops (AIM 2020), 2020, arXiv:2009.11551.
+
+Parameter names follow njulj/RFDN ``RFDN.py`` and ``block.py``, so the official
+``trained_model/RFDN_AIM.pth`` (the AIM 2020 winning model: 50 features, 4 blocks, x4) loads
+unchanged. That checkpoint works on pixel values in 0..255 (its ``test.py`` feeds ``uint8``
+images cast to float and clamps the output to 0..255); the module scales by ``rgb_range``
+inside, so it takes and returns [0, 1] like every srzoo model.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..registry import ModelSpec, Paper, WeightSpec, register_model
+
+__all__ = ["ESA", "RFDB", "RFDN"]
+
+# ESA reduces its input with a stride-2 3x3 convolution and a 7x7 max pool of stride 3:
+# anything smaller than this on either side leaves nothing to pool.
+_MIN_SIZE = 15
+
+
+class ESA(nn.Module):
+    """Enhanced spatial attention: a strided, pooled, upsampled mask over the features.
+
+    Args:
+        n_feats: Feature channels (the mask branch works on a quarter of them).
+    """
+
+    def __init__(self, *, n_feats: int) -> None:
+        super().__init__()
+        f = n_feats // 4
+        if f < 1:
+            raise ValueError(f"ESA needs at least 4 feature channels, got {n_feats}")
+        self.conv1 = nn.Conv2d(n_feats, f, 1)
+        self.conv_f = nn.Conv2d(f, f, 1)
+        self.conv_max = nn.Conv2d(f, f, 3, padding=1)
+        self.conv2 = nn.Conv2d(f, f, 3, stride=2)
+        self.conv3 = nn.Conv2d(f, f, 3, padding=1)
+        self.conv3_ = nn.Conv2d(f, f, 3, padding=1)
+        self.conv4 = nn.Conv2d(f, n_feats, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c1_ = self.conv1(x)
+        pooled = F.max_pool2d(self.conv2(c1_), kernel_size=7, stride=3)
+        c3 = F.relu(self.conv_max(pooled))
+        c3 = self.conv3_(F.relu(self.conv3(c3)))
+        c3 = F.interpolate(c3, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return x * torch.sigmoid(self.conv4(c3 + self.conv_f(c1_)))
+
+
+class RFDB(nn.Module):
+    """Residual feature distillation block: three (1x1 distil, 3x3 residual refine) steps.
+
+    Args:
+        channels: Feature channels; each distilled branch has half of them.
+    """
+
+    def __init__(self, *, channels: int) -> None:
+        super().__init__()
+        dc = channels // 2
+        self.c1_d = nn.Conv2d(channels, dc, 1)
+        self.c1_r = nn.Conv2d(channels, channels, 3, padding=1)
+        self.c2_d = nn.Conv2d(channels, dc, 1)
+        self.c2_r = nn.Conv2d(channels, channels, 3, padding=1)
+        self.c3_d = nn.Conv2d(channels, dc, 1)
+        self.c3_r = nn.Conv2d(channels, channels, 3, padding=1)
+        self.c4 = nn.Conv2d(channels, dc, 3, padding=1)
+        self.act = nn.LeakyReLU(0.05, inplace=True)
+        self.c5 = nn.Conv2d(4 * dc, channels, 1)
+        self.esa = ESA(n_feats=channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d1 = self.act(self.c1_d(x))
+        r1 = self.act(self.c1_r(x) + x)
+        d2 = self.act(self.c2_d(r1))
+        r2 = self.act(self.c2_r(r1) + r1)
+        d3 = self.act(self.c3_d(r2))
+        r3 = self.act(self.c3_r(r2) + r2)
+        r4 = self.act(self.c4(r3))
+        return self.esa(self.c5(torch.cat([d1, d2, d3, r4], dim=1)))
+
+
+class RFDN(nn.Module):
+    """Residual Feature Distillation Network.
+
+    Takes RGB in [0, 1]. Inputs smaller than 15 pixels on a side (too small for the attention
+    branch's pooling, where the original fails) are padded by edge replication and the output
+    cropped back.
+
+    Args:
+        scale: Upscaling factor (the sub-pixel head works for any integer; the official code
+            builds only x4).
+        in_nc: Input channels.
+        out_nc: Output channels.
+        nf: Feature channels.
+        num_modules: Number of RFDBs (named ``B1`` ... as in the official checkpoint).
+        rgb_range: Pixel range the network works in (255 for the official weights).
+    """
+
+    def __init__(
+        self,
+        *,
+        scale: int = 4,
+        in_nc: int = 3,
+        out_nc: int = 3,
+        nf: int = 50,
+        num_modules: int = 4,
+        rgb_range: float = 255.0,
+    ) -> None:
+        super().__init__()
+        if scale < 1:
+            raise ValueError(f"RFDN: scale must be a positive integer, got {scale}")
+        self.scale = scale
+        self.in_channels = in_nc
+        self.out_channels = out_nc
+        self.num_modules = num_modules
+        self.rgb_range = rgb_range
+        self.fea_conv = nn.Conv2d(in_nc, nf, 3, padding=1)
+        for i in range(1, num_modules + 1):
+            self.add_module(f"B{i}", RFDB(channels=nf))
+        self.c = nn.Sequential(nn.Conv2d(nf * num_modules, nf, 1), nn.LeakyReLU(0.05, inplace=True))
+        self.LR_conv = nn.Conv2d(nf, nf, 3, padding=1)
+        self.upsampler = nn.Sequential(
+            nn.Conv2d(nf, out_nc * scale**2, 3, padding=1), nn.PixelShuffle(scale)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        pad_h, pad_w = max(0, _MIN_SIZE - h), max(0, _MIN_SIZE - w)
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        fea = self.fea_conv(x * self.rgb_range)
+        outs: list[torch.Tensor] = []
+        out = fea
+        for i in range(1, self.num_modules + 1):
+            out = getattr(self, f"B{i}")(out)
+            outs.append(out)
+        lr = self.LR_conv(self.c(torch.cat(outs, dim=1))) + fea
+        y = self.upsampler(lr) / self.rgb_range
+        return y[..., : h * self.scale, : w * self.scale]
+
+
+register_model(
+    ModelSpec(
+        name="rfdn",
+        family="rfdn",
+        builder=RFDN,
+        scales=(2, 3, 4),
+        paper=Paper(
+            title="Residual Feature Distillation Network for Lightweight Image Super-Resolution",
+            venue="ECCV Workshops",
+            year=2020,
+            arxiv="2009.11551",
+        ),
+        code_license="MIT",
+        description="RFDN (AIM 2020 release): 4 residual feature distillation blocks, 50 features",
+        defaults={"nf": 50, "num_modules": 4, "rgb_range": 255.0},
+        weights=(
+            WeightSpec(
+                scale=4,
+                source="https://github.com/njulj/RFDN/raw/master/trained_model/RFDN_AIM.pth",
+                sha256="11af8ec8ebd68689e90ef1e29044f9804c72d3bd9f7573820b7b26035782760c",
+                size=1_754_927,
+                layout="official",
+                input_range="0-255",
+                train_data="AIM 2020 efficient SR challenge data (not detailed upstream)",
+                license="MIT",
+                sha256_note="sha256 of the file committed to njulj/RFDN (trained_model/)",
+            ),
+        ),
+    )
+)

@@ -1,0 +1,93 @@
+"""SRCNN: the three-layer super-resolution convolutional network.
+
+Paper: Dong, Loy, He, Tang, "Image Super-Resolution Using Deep Convolutional Networks",
+IEEE TPAMI 2016 (first version ECCV 2014), arXiv:1501.00092. The 9-5-5 configuration
+(f1=9, f2=5, f3=5, n1=64, n2=32) is the paper's best network.
+
+Parameter names follow yjn870/SRCNN-pytorch ``models.py`` (``conv1`` / ``conv2`` / ``conv3``,
+zero-padded so the output keeps the input size), so its checkpoints load unchanged.
+
+SRCNN works on the luma (Y) channel of an image that was first enlarged with MATLAB's bicubic
+``imresize``; this module performs that enlargement itself (see
+:func:`~srzoo.archs._blocks.matlab_bicubic_upsample`), so it takes the low-resolution Y channel
+like every other srzoo model takes its low-resolution input. yjn870's released weights were
+trained on PIL-bicubic inputs instead; they still load, the input differs slightly.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..registry import ModelSpec, Paper, register_model
+from ._blocks import check_luma_input, matlab_bicubic_upsample
+
+__all__ = ["SRCNN"]
+
+
+class SRCNN(nn.Module):
+    """Super-Resolution Convolutional Neural Network on the Y channel.
+
+    ``forward`` enlarges the input with MATLAB-exact bicubic interpolation, then applies patch
+    extraction (``conv1``), non-linear mapping (``conv2``) and reconstruction (``conv3``).
+
+    Args:
+        scale: Upscaling factor of the bicubic pre-enlargement.
+        n1: Filters of the first layer.
+        n2: Filters of the second layer.
+        f1: Kernel size of the first layer.
+        f2: Kernel size of the second layer.
+        f3: Kernel size of the third layer.
+    """
+
+    def __init__(
+        self,
+        *,
+        scale: int = 3,
+        n1: int = 64,
+        n2: int = 32,
+        f1: int = 9,
+        f2: int = 5,
+        f3: int = 5,
+    ) -> None:
+        super().__init__()
+        for k in (f1, f2, f3):
+            if k % 2 == 0:
+                raise ValueError(f"SRCNN kernel sizes must be odd to keep the size, got {k}")
+        self.scale = scale
+        self.in_channels = 1
+        self.out_channels = 1
+        self.conv1 = nn.Conv2d(1, n1, f1, padding=f1 // 2)
+        self.conv2 = nn.Conv2d(n1, n2, f2, padding=f2 // 2)
+        self.conv3 = nn.Conv2d(n2, 1, f3, padding=f3 // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_luma_input(x, self.in_channels, "SRCNN")
+        x = matlab_bicubic_upsample(x, self.scale)
+        # In place: the feature maps are at HR resolution.
+        x = F.relu(self.conv1(x), inplace=True)
+        x = F.relu(self.conv2(x), inplace=True)
+        return self.conv3(x)
+
+
+register_model(
+    ModelSpec(
+        name="srcnn",
+        family="srcnn",
+        builder=SRCNN,
+        scales=(2, 3, 4),
+        paper=Paper(
+            title="Image Super-Resolution Using Deep Convolutional Networks",
+            venue="IEEE TPAMI",
+            year=2016,
+            arxiv="1501.00092",
+        ),
+        code_license="none published",
+        description="SRCNN 9-5-5 (64/32 filters) on the Y channel of a bicubic-enlarged image",
+        task="psnr",
+        colour="y",
+        default_scale=3,
+        defaults={"n1": 64, "n2": 32, "f1": 9, "f2": 5, "f3": 5},
+    )
+)
