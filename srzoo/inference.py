@@ -1,0 +1,646 @@
+"""``upscale()`` and ``compare()``: any image in, the same kind of image out.
+
+A path, a PIL image, a numpy array or a tensor is turned into host-memory planes (no copy where
+the layout allows), wrapped with whatever the image needs around the network (gray replicated to
+RGB, YCbCr for single-channel models, alpha upscaled separately, the x8 self-ensemble), and run
+tile by tile (:mod:`srzoo.tiling`); the output is assembled on the host in the input's own dtype.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .image import (
+    array_to_pil,
+    check_array,
+    gray_from_rgb,
+    is_pil_image,
+    pil_to_array,
+    read_image,
+    rgb_to_ycbcr,
+    ycbcr_to_rgb,
+)
+from .metrics import imresize
+from .tiling import TileArg, tiled_forward
+
+if TYPE_CHECKING:
+    from PIL import Image as PILImage
+
+__all__ = ["compare", "upscale"]
+
+AlphaMode = Literal["bicubic", "model"]
+ImageT = TypeVar("ImageT", npt.NDArray[Any], torch.Tensor)
+
+_DEFAULT_OVERLAP = 16
+
+
+def _model_scale(model: nn.Module) -> int:
+    scale = getattr(model, "scale", None)
+    if not isinstance(scale, int) or isinstance(scale, bool) or scale < 1:
+        raise TypeError(
+            f"{type(model).__name__} has no integer 'scale' attribute; srzoo models declare "
+            "scale, in_channels and out_channels"
+        )
+    return scale
+
+
+def _model_channels(model: nn.Module) -> int:
+    channels = getattr(model, "in_channels", 3)
+    if channels not in (1, 3):
+        raise TypeError(f"{type(model).__name__}.in_channels is {channels}; expected 1 or 3")
+    return int(channels)
+
+
+class _Pipeline(nn.Module):
+    """What runs on each tile: the network plus the colour and alpha handling around it.
+
+    Input: (N, C, h, w) float32 in [0, 1], colour planes first (1 gray or 3 RGB, or exactly the
+    model's channels when ``direct``), then an optional alpha plane. Output: the same planes at
+    ``scale`` times the size, not clamped. Every step is local (the bicubic resize reaches two
+    pixels), so tiles with enough overlap reproduce the untiled result.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        colour_planes: int,
+        alpha: AlphaMode | None,
+        direct: bool,
+        self_ensemble: bool,
+        dtype: torch.dtype,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.scale = _model_scale(model)
+        self.model_channels = _model_channels(model)
+        self.colour_planes = colour_planes
+        self.alpha = alpha
+        self.direct = direct
+        self.self_ensemble = self_ensemble
+        self.dtype = dtype
+
+    def _net(self, x: torch.Tensor) -> torch.Tensor:
+        y: torch.Tensor = self.model(x.to(self.dtype))
+        return y.float()
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.self_ensemble:
+            return self._net(x)
+        # The eight flips and rotations of the square, each undone on the output, then averaged
+        # (the "+" results of EDSR and its successors).
+        total: torch.Tensor | None = None
+        for flip in (False, True):
+            xf = x.flip(-1) if flip else x
+            for k in range(4):
+                y = self._net(torch.rot90(xf, k, (-2, -1)))
+                y = torch.rot90(y, -k, (-2, -1))
+                y = y.flip(-1) if flip else y
+                total = y if total is None else total + y
+        assert total is not None
+        return total / 8
+
+    def _bicubic(self, x: torch.Tensor) -> torch.Tensor:
+        return imresize(x, scale=self.scale)
+
+    def _colour(self, x: torch.Tensor) -> torch.Tensor:
+        if self.direct or self.colour_planes == self.model_channels == 3:
+            return self._run(x)
+        rgb = x.expand(-1, 3, -1, -1) if self.colour_planes == 1 else x
+        if self.model_channels == 3:
+            return gray_from_rgb(self._run(rgb))
+        # Single-channel models see Y; chroma is upsampled bicubically, as the papers do.
+        ycbcr = rgb_to_ycbcr(rgb)
+        y = self._run(ycbcr[:, :1])
+        out = ycbcr_to_rgb(torch.cat([y, self._bicubic(ycbcr[:, 1:])], dim=1))
+        return gray_from_rgb(out) if self.colour_planes == 1 else out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        colour = self._colour(x[:, : self.colour_planes])
+        if self.alpha is None:
+            return colour
+        a = x[:, self.colour_planes :]
+        if self.alpha == "bicubic":
+            up = self._bicubic(a)
+        elif self.model_channels == 1:
+            up = self._run(a)
+        else:
+            up = self._run(a.expand(-1, 3, -1, -1)).mean(dim=1, keepdim=True)
+        return torch.cat([colour, up], dim=1)
+
+
+def _resolve_model(
+    model: nn.Module | str,
+    scale: int | None,
+    device: str | torch.device | None,
+    dtype: torch.dtype | None,
+) -> tuple[nn.Module, int]:
+    """The module to run (a copy when it must change device or dtype) and its size multiple."""
+    if isinstance(model, str):
+        from .api import load
+        from .registry import get_spec
+
+        spec = get_spec(model)
+        net = load(model, scale=scale, device=device, dtype=dtype)
+        return net, spec.size_multiple
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module or a registered name, got {type(model)}")
+    if scale is not None and scale != _model_scale(model):
+        raise ValueError(f"scale={scale} but the model upscales x{_model_scale(model)}")
+    multiple = int(getattr(model, "size_multiple", 1))
+    params = [p for p in model.parameters() if p.is_floating_point()]
+    if params and (
+        (device is not None and params[0].device != torch.device(device))
+        or (dtype is not None and params[0].dtype != dtype)
+    ):
+        # The caller's module stays as it is: convert a copy (convert the model once yourself
+        # when calling upscale() in a loop).
+        model = copy.deepcopy(model).to(device=device, dtype=dtype)
+    return model, multiple
+
+
+def _model_device_dtype(
+    model: nn.Module, device: str | torch.device | None, dtype: torch.dtype | None
+) -> tuple[torch.device, torch.dtype]:
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.device, p.dtype
+    return torch.device(device or "cpu"), dtype or torch.float32
+
+
+def _scale_postprocess(max_value: float, integer: bool) -> Any:
+    def post(y: torch.Tensor) -> torch.Tensor:
+        y = y.clamp(0.0, 1.0)
+        if integer:
+            y = (y * max_value).round()
+        return y
+
+    return post
+
+
+def _tensor_from_array(array: npt.NDArray[Any]) -> torch.Tensor:
+    """(1, C, H, W) view of an (H, W, C) array, without copying unless the layout needs it."""
+    if not array.dtype.isnative or any(stride < 0 for stride in array.strides):
+        # torch cannot view byte-swapped or negatively strided (flipped) memory.
+        array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("="))
+    with warnings.catch_warnings():
+        # A read-only array (np.asarray of a PIL image) is only ever read here.
+        warnings.simplefilter("ignore", UserWarning)
+        t = torch.from_numpy(array)
+    return t.permute(2, 0, 1).unsqueeze(0)
+
+
+def _output_size(height: int, width: int, outscale: float) -> tuple[int, int]:
+    return max(1, round(height * outscale)), max(1, round(width * outscale))
+
+
+def _resize_planes(t: torch.Tensor, size: tuple[int, int], max_value: float) -> torch.Tensor:
+    """Resize (N, C, H, W) of any dtype to ``size``, one plane at a time to bound memory."""
+    integer = not t.is_floating_point()
+    n, c = t.shape[:2]
+    out = torch.empty((n, c, *size), dtype=t.dtype, device=t.device)
+    for i in range(n):
+        for j in range(c):
+            plane = t[i : i + 1, j : j + 1].float()
+            r = F.interpolate(plane, size=size, mode="bicubic", align_corners=False, antialias=True)
+            # Bicubic overshoots at edges: clamp again, so the result stays in range.
+            r = r.clamp(0, max_value)
+            if integer:
+                r = r.round()
+            out[i : i + 1, j : j + 1] = r.to(t.dtype)
+    return out
+
+
+def _validate_outscale(outscale: float | None) -> None:
+    if outscale is None:
+        return
+    if isinstance(outscale, bool) or not isinstance(outscale, (int, float)):
+        raise TypeError(f"outscale must be a number, got {type(outscale).__name__}")
+    if not math.isfinite(outscale) or outscale <= 0:
+        raise ValueError(f"outscale must be a positive finite number, got {outscale}")
+
+
+def _run_planes(
+    net: nn.Module,
+    planes: torch.Tensor,
+    out: torch.Tensor,
+    *,
+    colour_planes: int,
+    alpha: AlphaMode | None,
+    direct: bool,
+    max_value: float,
+    opts: dict[str, Any],
+) -> None:
+    device, dtype = _model_device_dtype(net, opts["device"], opts["dtype"])
+    pipeline = _Pipeline(
+        net,
+        colour_planes=colour_planes,
+        alpha=alpha,
+        direct=direct,
+        self_ensemble=opts["self_ensemble"],
+        dtype=dtype,
+    )
+    integer = not out.is_floating_point()
+
+    def pre(t: torch.Tensor) -> torch.Tensor:
+        return t.float() if t.is_floating_point() else t.float() / max_value
+
+    tiled_forward(
+        pipeline,
+        planes,
+        scale=pipeline.scale,
+        tile=opts["tile"],
+        overlap=opts["overlap"],
+        size_multiple=opts["size_multiple"],
+        batch_size=opts["batch_size"],
+        device=device,
+        dtype=torch.float32,
+        preprocess=pre,
+        postprocess=_scale_postprocess(max_value, integer),
+        out=out,
+        pad_to_tile=hasattr(net, "_orig_mod"),
+        progress=opts["progress"],
+    )
+
+
+def _upscale_array(
+    net: nn.Module, array: npt.NDArray[Any], alpha: AlphaMode, opts: dict[str, Any], name: str
+) -> npt.NDArray[Any]:
+    hwc = check_array(array, name)
+    was_2d = array.ndim == 2
+    channels = hwc.shape[2]
+    colour_planes = 1 if channels in (1, 2) else 3
+    has_alpha = channels in (2, 4)
+    scale = _model_scale(net)
+    height, width = hwc.shape[:2]
+    integer = hwc.dtype.kind == "u"
+    max_value = float(np.iinfo(hwc.dtype).max) if integer else 1.0
+    # Floats are computed in float32 whatever their storage dtype, and stored back in it.
+    native = hwc.dtype.newbyteorder("=")
+    out_array = np.empty((height * scale, width * scale, channels), dtype=native)
+    planes = _tensor_from_array(hwc)
+    out_t = _tensor_from_array(out_array)
+    _run_planes(
+        net,
+        planes,
+        out_t,
+        colour_planes=colour_planes,
+        alpha=alpha if has_alpha else None,
+        direct=False,
+        max_value=max_value,
+        opts=opts,
+    )
+    if opts["outscale"] is not None and opts["outscale"] != scale:
+        size = _output_size(height, width, opts["outscale"])
+        resized = _resize_planes(out_t, size, max_value)
+        out_array = resized[0].permute(1, 2, 0).contiguous().numpy()
+    return out_array[:, :, 0] if was_2d else out_array
+
+
+def _upscale_tensor(
+    net: nn.Module, x: torch.Tensor, alpha: AlphaMode, opts: dict[str, Any]
+) -> torch.Tensor:
+    if x.ndim not in (3, 4):
+        raise ValueError(
+            f"image tensor must be (N, C, H, W) or (C, H, W), got shape {tuple(x.shape)}"
+        )
+    batched = x if x.ndim == 4 else x.unsqueeze(0)
+    n, channels, height, width = batched.shape
+    if n == 0 or height == 0 or width == 0:
+        raise ValueError(f"image tensor is empty: shape {tuple(x.shape)}")
+    if not (batched.is_floating_point() or batched.dtype == torch.uint8):
+        raise TypeError(f"image tensor must be float in [0, 1] or uint8, got {x.dtype}")
+    if batched.is_floating_point() and not torch.isfinite(batched).all():
+        raise ValueError("image tensor contains NaN or infinite values")
+    model_channels = _model_channels(net)
+    direct = channels == model_channels
+    if not direct and channels not in (1, 3, 4):
+        raise ValueError(
+            f"image tensor has {channels} channels; expected {model_channels} (the model's), "
+            "1 (gray), 3 (RGB) or 4 (RGBA)"
+        )
+    colour_planes = channels if direct else (3 if channels == 4 else channels)
+    has_alpha = not direct and channels == 4
+    scale = _model_scale(net)
+    integer = not batched.is_floating_point()
+    max_value = 255.0 if integer else 1.0
+    out = torch.empty(
+        (n, channels, height * scale, width * scale), dtype=batched.dtype, device=batched.device
+    )
+    _run_planes(
+        net,
+        batched,
+        out,
+        colour_planes=colour_planes,
+        alpha=alpha if has_alpha else None,
+        direct=direct,
+        max_value=max_value,
+        opts=opts,
+    )
+    if opts["outscale"] is not None and opts["outscale"] != scale:
+        out = _resize_planes(out, _output_size(height, width, opts["outscale"]), max_value)
+    return out if x.ndim == 4 else out[0]
+
+
+def _upscale_pil(
+    net: nn.Module, image: PILImage.Image, alpha: AlphaMode, opts: dict[str, Any], name: str
+) -> PILImage.Image:
+    array, mode = pil_to_array(image)
+    return array_to_pil(_upscale_array(net, array, alpha, opts, name), mode)
+
+
+@overload
+def upscale(
+    model: nn.Module | str,
+    image: ImageT,
+    *,
+    scale: int | None = ...,
+    tile: TileArg = ...,
+    overlap: int = ...,
+    batch_size: int = ...,
+    device: str | torch.device | None = ...,
+    dtype: torch.dtype | None = ...,
+    outscale: float | None = ...,
+    alpha: AlphaMode = ...,
+    self_ensemble: bool = ...,
+    size_multiple: int | None = ...,
+    progress: bool | None = ...,
+) -> ImageT: ...
+
+
+@overload
+def upscale(
+    model: nn.Module | str,
+    image: str | os.PathLike[str] | PILImage.Image,
+    *,
+    scale: int | None = ...,
+    tile: TileArg = ...,
+    overlap: int = ...,
+    batch_size: int = ...,
+    device: str | torch.device | None = ...,
+    dtype: torch.dtype | None = ...,
+    outscale: float | None = ...,
+    alpha: AlphaMode = ...,
+    self_ensemble: bool = ...,
+    size_multiple: int | None = ...,
+    progress: bool | None = ...,
+) -> PILImage.Image: ...
+
+
+def upscale(
+    model: nn.Module | str,
+    image: Any,
+    *,
+    scale: int | None = None,
+    tile: TileArg = None,
+    overlap: int = _DEFAULT_OVERLAP,
+    batch_size: int = 1,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    outscale: float | None = None,
+    alpha: AlphaMode = "bicubic",
+    self_ensemble: bool = False,
+    size_multiple: int | None = None,
+    progress: bool | None = None,
+) -> Any:
+    """Super-resolve an image, returning the same kind of image.
+
+    Accepts a file path (returns a PIL image), a PIL image (PIL), a numpy array (HW or HWC,
+    uint8/uint16/float in [0, 1]; returns the same dtype and layout), or a tensor ((N, C, H, W)
+    or (C, H, W), float in [0, 1] or uint8; returns the same dtype, layout and device). Gray
+    images run through RGB models as three equal channels and come back gray; single-channel
+    (Y) models run on BT.601 Y with the chroma upsampled bicubically; alpha is upscaled on its
+    own. The result is clamped to the valid range; the input is never modified.
+
+    Args:
+        model: A module following srzoo's contract, or a registered name (then
+            ``srzoo.load(model, scale=scale, device=device, dtype=dtype)`` is called).
+        image: The image (see above).
+        scale: Scale to load a named model at; for a module, only checked against it.
+        tile: Tile side in input pixels (context included); ``None`` runs the whole image at
+            once, ``"auto"`` picks the largest tile that fits. Out of memory, the tile is halved
+            and the work continues.
+        overlap: Context pixels around each tile (at least the network's receptive-field
+            radius for a seamless result).
+        batch_size: Tiles per forward pass.
+        device: Device to run on (default: the model's). A module on another device or dtype
+            is copied, not changed.
+        dtype: Compute dtype, e.g. ``torch.bfloat16`` (default: the model's).
+        outscale: Final scale when it differs from the model's: the model's output is resized
+            (bicubic, antialiased) to ``round(size * outscale)``.
+        alpha: How alpha is upscaled: ``"bicubic"`` (default) or ``"model"`` (the network, on
+            the alpha plane replicated to its input channels).
+        self_ensemble: Average the eight flips and rotations (the papers' "+" results; 8x
+            slower).
+        size_multiple: Input multiple the model prefers (default: the registry's for a named
+            model, else the module's ``size_multiple`` attribute, else 1).
+        progress: Progress bar over tiles (default: when stderr is a terminal).
+
+    Returns:
+        The upscaled image, of the input's kind.
+
+    Raises:
+        ImageReadError: A path that is not a readable image.
+        ValueError: An empty image, NaN values, a wrong rank or channel count, bad arguments.
+        TypeError: An unsupported type or dtype.
+        UnknownModelError, UnsupportedScaleError: A bad model name or scale.
+        TileOutOfMemoryError: Out of memory even on the smallest tile.
+
+    Example:
+        >>> sr = srzoo.upscale(model, "photo.png", tile=512, overlap=32)
+        >>> sr = srzoo.upscale("edsr-baseline", np.zeros((32, 32, 3), np.uint8), scale=2)
+        >>> sr = srzoo.upscale(model, torch.rand(1, 3, 64, 64), tile="auto", batch_size=4)
+    """
+    if alpha not in ("bicubic", "model"):
+        raise ValueError(f"alpha must be 'bicubic' or 'model', got {alpha!r}")
+    _validate_outscale(outscale)
+    if overlap < 0:
+        raise ValueError(f"overlap must be >= 0, got {overlap}")
+    kind_ok = isinstance(image, (str, os.PathLike, np.ndarray, torch.Tensor)) or is_pil_image(image)
+    if not kind_ok:
+        raise TypeError(
+            "image must be a path, a PIL image, a numpy array or a torch tensor, got "
+            f"{type(image).__name__}"
+        )
+    net, multiple = _resolve_model(model, scale, device, dtype)
+    opts: dict[str, Any] = {
+        "tile": tile,
+        "overlap": overlap,
+        "batch_size": batch_size,
+        "device": device,
+        "dtype": dtype,
+        "outscale": outscale,
+        "self_ensemble": self_ensemble,
+        "size_multiple": size_multiple or multiple,
+        "progress": progress,
+    }
+    was_training = net.training
+    net.eval()
+    try:
+        if isinstance(image, (str, os.PathLike)):
+            return _upscale_pil(net, read_image(image), alpha, opts, str(image))
+        if isinstance(image, np.ndarray):
+            return _upscale_array(net, image, alpha, opts, "image array")
+        if isinstance(image, torch.Tensor):
+            return _upscale_tensor(net, image, alpha, opts)
+        return _upscale_pil(net, image, alpha, opts, "PIL image")
+    finally:
+        net.train(was_training)
+
+
+# --------------------------------------------------------------------------- #
+# compare()
+# --------------------------------------------------------------------------- #
+
+_LABEL_HEIGHT = 16
+_GAP = 4
+
+
+def _as_rgb_uint8(image: Any, name: str) -> npt.NDArray[np.uint8]:
+    if isinstance(image, (str, os.PathLike)):
+        array, _ = pil_to_array(read_image(image))
+    elif is_pil_image(image):
+        array, _ = pil_to_array(image)
+    elif isinstance(image, torch.Tensor):
+        t = image.detach().cpu()
+        if t.ndim == 4:
+            if t.shape[0] != 1:
+                raise ValueError(f"{name}: compare() takes one image, got a batch of {t.shape[0]}")
+            t = t[0]
+        if t.ndim != 3:
+            raise ValueError(f"{name}: expected (C, H, W) or (1, C, H, W), got {tuple(t.shape)}")
+        array = t.permute(1, 2, 0).numpy()
+    elif isinstance(image, np.ndarray):
+        array = image
+    else:
+        raise TypeError(f"{name}: expected an image, got {type(image).__name__}")
+    hwc = check_array(np.asarray(array), name)
+    if hwc.dtype == np.uint16:
+        hwc = np.round(hwc / 257.0).astype(np.uint8)
+    elif hwc.dtype.kind == "f":
+        hwc = np.round(np.clip(hwc.astype(np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
+    if hwc.shape[2] in (2, 4):
+        hwc = hwc[:, :, :-1]
+    if hwc.shape[2] == 1:
+        hwc = np.repeat(hwc, 3, axis=2)
+    return np.ascontiguousarray(hwc)
+
+
+def compare(
+    lr: Any,
+    outputs: Sequence[Any] | dict[str, Any],
+    *,
+    crop: tuple[int, int, int, int] | None = None,
+    labels: Sequence[str] | None = None,
+) -> PILImage.Image:
+    """One labelled side-by-side image of an input and its upscaled versions.
+
+    Panels, left to right: the input enlarged with nearest neighbour, bicubic, then each output.
+    With ``crop``, a second row shows the same region of every panel, zoomed.
+
+    Args:
+        lr: The low-resolution input (path, PIL image, array or tensor).
+        outputs: Upscaled images, all the same size (a sequence, or a dict of label -> image).
+        crop: ``(left, top, width, height)`` in *input* pixels of a region to zoom into.
+        labels: Names of ``outputs`` (default: the dict keys, or "output 1", ...).
+
+    Returns:
+        An RGB PIL image.
+
+    Raises:
+        ValueError: No outputs, outputs of different sizes or not a multiple of the input, a
+            crop outside the input, or a wrong number of labels.
+
+    Example:
+        >>> sheet = srzoo.compare(lr, {"EDSR": sr1, "RCAN": sr2}, crop=(40, 30, 24, 24))
+        >>> sheet.save("comparison.png")
+    """
+    image_mod = _pil()
+    from PIL import ImageDraw
+
+    if isinstance(outputs, dict):
+        names = list(outputs) if labels is None else list(labels)
+        images = list(outputs.values())
+    else:
+        images = list(outputs)
+        names = [f"output {i + 1}" for i in range(len(images))] if labels is None else list(labels)
+    if not images:
+        raise ValueError("compare() needs at least one output")
+    if len(names) != len(images):
+        raise ValueError(f"compare(): {len(names)} labels for {len(images)} outputs")
+    low = _as_rgb_uint8(lr, "lr")
+    sr = [_as_rgb_uint8(img, name) for img, name in zip(images, names, strict=True)]
+    out_h, out_w = sr[0].shape[:2]
+    for img, name in zip(sr, names, strict=True):
+        if img.shape[:2] != (out_h, out_w):
+            raise ValueError(
+                f"compare(): {name!r} is {img.shape[1]}x{img.shape[0]}, "
+                f"the first output {out_w}x{out_h}"
+            )
+    low_pil = image_mod.fromarray(low)
+    nearest = np.asarray(low_pil.resize((out_w, out_h), image_mod.Resampling.NEAREST))
+    bicubic = np.asarray(low_pil.resize((out_w, out_h), image_mod.Resampling.BICUBIC))
+    panels = [nearest, bicubic, *sr]
+    titles = ["nearest", "bicubic", *names]
+    rows = [panels]
+    if crop is not None:
+        left, top, width, height = crop
+        lh, lw = low.shape[:2]
+        if (
+            width <= 0
+            or height <= 0
+            or left < 0
+            or top < 0
+            or left + width > lw
+            or top + height > lh
+        ):
+            raise ValueError(f"compare(): crop {crop} is outside the {lw}x{lh} input")
+        sy, sx = out_h / lh, out_w / lw
+        box = (
+            round(left * sx),
+            round(top * sy),
+            round((left + width) * sx),
+            round((top + height) * sy),
+        )
+        zoom = max(1, min(out_w // (box[2] - box[0]), out_h // (box[3] - box[1])))
+        size = ((box[2] - box[0]) * zoom, (box[3] - box[1]) * zoom)
+        rows.append(
+            [
+                np.asarray(
+                    image_mod.fromarray(p).crop(box).resize(size, image_mod.Resampling.NEAREST)
+                )
+                for p in panels
+            ]
+        )
+    cell_w = max(p.shape[1] for row in rows for p in row)
+    row_h = [max(p.shape[0] for p in row) for row in rows]
+    sheet_w = len(panels) * cell_w + (len(panels) + 1) * _GAP
+    sheet_h = sum(h + _LABEL_HEIGHT + _GAP for h in row_h) + _GAP
+    sheet = image_mod.new("RGB", (sheet_w, sheet_h), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    y = _GAP
+    for row, h in zip(rows, row_h, strict=True):
+        for i, (panel, title) in enumerate(zip(row, titles, strict=True)):
+            x = _GAP + i * (cell_w + _GAP)
+            draw.text((x, y), title, fill=(0, 0, 0))
+            sheet.paste(image_mod.fromarray(panel), (x, y + _LABEL_HEIGHT))
+        y += h + _LABEL_HEIGHT + _GAP
+    result: PILImage.Image = sheet
+    return result
+
+
+def _pil() -> Any:
+    from .image import _pil as load_pil
+
+    return load_pil()
