@@ -18,12 +18,17 @@ from .errors import (
     UnsupportedScaleError,
     WeightsError,
 )
+from .evaluation import EvalResult, evaluate
+from .hub import save_pretrained
+from .inference import compare, upscale
 from .registry import ModelSpec, Paper, ReportedMetric, WeightSpec, list_models, model_info
 from .registry import register_model as register_model
+from .weights import download
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "EvalResult",
     "IncompatibleWeightsError",
     "ModelSpec",
     "Paper",
@@ -34,10 +39,15 @@ __all__ = [
     "WeightSpec",
     "WeightsError",
     "__version__",
+    "compare",
     "create",
+    "download",
+    "evaluate",
     "list_models",
     "load",
     "metrics",
     "model_info",
     "register_model",
+    "save_pretrained",
+    "upscale",
 ]
