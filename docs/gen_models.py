@@ -17,7 +17,7 @@ def main() -> None:
         "Generated from the registry by `python docs/gen_models.py`; `srzoo.model_info(name)` "
         "gives the same facts in code.",
         "",
-        "| name | family | scales | colour | parameters (x4 or default) | paper | code licence "
+        "| name | family | scales | colour | parameters (default scale) | paper | code licence "
         "| pretrained |",
         "|---|---|---|---|---|---|---|---|",
     ]

@@ -109,10 +109,19 @@ def load(
     if weights is None:
         model = spec.build(s, **overrides)
         _remember(model, spec, s, overrides)
-    else:
-        state, source = _resolve_weights(spec, s, weights, progress=progress)
-        model = load_weights_into(spec, s, state, strict=strict, source=source, **overrides)
-    return _finish(model, device, dtype, channels_last)
+        return _finish(model, device, dtype, channels_last)
+    state, source = _resolve_weights(spec, s, weights, progress=progress)
+    model = load_weights_into(
+        spec,
+        s,
+        state,
+        strict=strict,
+        source=source,
+        dtype=dtype,
+        channels_last=channels_last,
+        **overrides,
+    )
+    return _finish(model, device, None, False)
 
 
 def _finish(
@@ -121,7 +130,8 @@ def _finish(
     dtype: torch.dtype | None,
     channels_last: bool,
 ) -> nn.Module:
-    model.to(device=device, dtype=dtype)
+    if device is not None or dtype is not None:
+        model.to(device=device, dtype=dtype)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     return model.eval()
@@ -271,6 +281,8 @@ def load_weights_into(
     *,
     strict: bool = True,
     source: str | None = None,
+    dtype: torch.dtype | None = None,
+    channels_last: bool = False,
     **overrides: Any,
 ) -> nn.Module:
     """Build ``spec`` at ``scale`` and fill it with ``state`` (any layout its converter knows).
@@ -284,6 +296,9 @@ def load_weights_into(
         state: Tensors by name, in an upstream layout or srzoo's own.
         strict: Raise unless the tensors match the module's keys and shapes exactly.
         source: Where the tensors came from, for error messages.
+        dtype: Floating-point dtype of the parameters (default: the module's, float32).
+        channels_last: Store 4-D weights channels-last (done here, in the one copy that
+            loading makes anyway).
         **overrides: Constructor arguments replacing the variant's defaults.
 
     Returns:
@@ -315,15 +330,60 @@ def load_weights_into(
     # Cast on the way in: a half-precision checkpoint must not leave half-precision parameters
     # in a float32 model (assign=True would adopt the checkpoint's dtype).
     typed = {
-        k: v.to(expected[k].dtype) if v.is_floating_point() else v
+        k: _prepare(v, dtype or expected[k].dtype, channels_last)
         for k, v in state.items()
         if k in expected
     }
-    model.load_state_dict(typed, strict=strict, assign=True)
+    if not missing and _plain_loading(model):
+        _assign(model, typed)
+    else:
+        model.load_state_dict(typed, strict=strict, assign=True)
     if any(t.is_meta for t in [*model.parameters(), *model.buffers()]):
         # Something the checkpoint does not hold (a non-strict load, a non-persistent buffer)
         # is still on the meta device: build a real module instead and copy into it.
         model = spec.build(scale, **overrides)
         model.load_state_dict(typed, strict=strict)
+        model.to(dtype=dtype)
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
     _remember(model, spec, scale, overrides)
     return model
+
+
+def _prepare(t: torch.Tensor, dtype: torch.dtype, channels_last: bool) -> torch.Tensor:
+    if t.is_floating_point():
+        t = t.to(dtype)
+    if channels_last and t.dim() == 4:
+        t = t.contiguous(memory_format=torch.channels_last)
+    return t
+
+
+_DEFAULT_LOADERS = (
+    nn.Module._load_from_state_dict,
+    nn.modules.batchnorm._NormBase._load_from_state_dict,
+)
+
+
+def _plain_loading(model: nn.Module) -> bool:
+    # load_state_dict walks every module and scans the whole state dict for each one, which
+    # costs more than the rest of loading for deep networks. Where no module customises how it
+    # loads (hooks, an overridden _load_from_state_dict), assigning directly is equivalent.
+    for module in model.modules():
+        if type(module)._load_from_state_dict not in _DEFAULT_LOADERS:
+            return False
+        if module._load_state_dict_pre_hooks or module._load_state_dict_post_hooks:
+            return False
+    return True
+
+
+def _assign(model: nn.Module, state: StateDict) -> None:
+    modules = dict(model.named_modules(remove_duplicate=False))
+    for key, value in state.items():
+        owner, _, attr = key.rpartition(".")
+        module = modules[owner]
+        if attr in module._parameters:
+            old = module._parameters[attr]
+            requires_grad = old.requires_grad if old is not None else True
+            module._parameters[attr] = nn.Parameter(value, requires_grad=requires_grad)
+        else:
+            module._buffers[attr] = value

@@ -255,3 +255,17 @@ def test_channels_last_is_default_and_changes_no_value(tmp_path: Path) -> None:
     x = torch.rand(2, 3, 9, 7)
     with torch.no_grad():
         torch.testing.assert_close(fast(x), plain(x), atol=1e-5, rtol=1e-5)
+
+
+def test_batch_norm_statistics_load_exactly(tmp_path: Path) -> None:
+    ref = randomize_(srzoo.create("srresnet", 2, channels=8, num_blocks=1), seed=4).eval()
+    ref.trunk[0].rcb[1].num_batches_tracked.fill_(7)
+    path = tmp_path / "srresnet.safetensors"
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, path)
+    model = srzoo.load("srresnet", 2, weights=path, channels=8, num_blocks=1)
+    for key, value in ref.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
+    assert not any(isinstance(b, torch.nn.Parameter) for b in model.buffers())
+    x = torch.rand(1, 3, 6, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), ref(x), atol=1e-5, rtol=1e-5)
