@@ -38,7 +38,7 @@ def _best_of(fn: Callable[[], torch.Tensor], repeats: int) -> tuple[float, torch
 
 def bench_time(size: int, tile: int, overlap: int, repeats: int, batch_sizes: list[int]) -> None:
     torch.manual_seed(0)
-    net = srzoo.create("edsr-baseline", 4).eval()
+    net = srzoo.load("edsr-baseline", 4, weights=None)  # eval mode, channels-last, as users get it
     x = torch.rand(1, 3, size, size)
     windows = plan_windows(1, size, size, tile, overlap)
     computed = len(windows) * min(tile, size) ** 2
@@ -72,7 +72,7 @@ import numpy as np, torch
 import srzoo
 size, tile, overlap, blocks = (int(v) for v in sys.argv[1:5])
 torch.manual_seed(0)
-net = srzoo.create("edsr-baseline", 4, n_resblocks=blocks).eval()
+net = srzoo.load("edsr-baseline", 4, weights=None, n_resblocks=blocks)
 image = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.perf_counter()
@@ -102,6 +102,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--tile", type=int, default=128, help="window side, context included")
     parser.add_argument("--rss-size", type=int, default=2048)
     parser.add_argument(
         "--rss-blocks",
@@ -112,7 +113,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.part in ("time", "all"):
-        bench_time(args.size, 128, 16, args.repeats, args.batch_sizes)
+        bench_time(args.size, args.tile, 16, args.repeats, args.batch_sizes)
     if args.part in ("rss", "all"):
         bench_rss(args.rss_size, 256, 16, args.rss_blocks)
 
