@@ -20,6 +20,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import random
@@ -35,6 +36,9 @@ from safetensors.torch import load_file, save_file
 
 import srzoo
 from srzoo.metrics import imresize, psnr
+
+# Runs last hours in the background: show progress as it happens, not when a buffer fills.
+print = functools.partial(print, flush=True)
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "train"
 N_VAL = 10
