@@ -23,11 +23,10 @@ import torch
 from torch import nn
 
 from .errors import SrzooError
+from .image import IMAGE_SUFFIXES, read_image
 from .metrics import imresize, psnr, ssim
 
 __all__ = ["EvalResult", "ImageScore", "evaluate"]
-
-IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".ppm")
 
 
 @dataclass(frozen=True)
@@ -124,28 +123,19 @@ def _images(folder: Path) -> list[Path]:
         raise SrzooError(f"{folder} is not a folder of images.")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise SrzooError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
+        raise SrzooError(f"{folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}).")
     return files
 
 
 def _read_rgb(path: Path) -> npt.NDArray[np.uint8]:
-    try:
-        from PIL import Image
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise SrzooError(
-            'evaluate() reads image files with Pillow: pip install "srzoo[image]"'
-        ) from e
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
-    except OSError as e:
-        raise SrzooError(f"cannot read {path}: {e}") from e
+    # Gray benchmark images (Set14's bridge) count as RGB with equal channels.
+    return np.asarray(read_image(path).convert("RGB"), dtype=np.uint8).copy()
 
 
 def _find_lr(lr_dir: Path, hr: Path, scale: int) -> Path:
     candidates = [f"{hr.stem}x{scale}", f"{hr.stem}_x{scale}", f"{hr.stem}X{scale}", hr.stem]
     for stem in candidates:
-        for suffix in (hr.suffix, *IMAGE_SUFFIXES):
+        for suffix in (hr.suffix, *sorted(IMAGE_SUFFIXES)):
             p = lr_dir / f"{stem}{suffix}"
             if p.is_file():
                 return p
