@@ -5,12 +5,13 @@ Example:
     >>> srzoo.list_models("edsr*")
     ['edsr', 'edsr-baseline']
     >>> model = srzoo.load("rcan", scale=4, weights=None)
+    >>> sr = srzoo.upscale("photo.png", scale=4)  # srzoo's own model, shipped in the package
 """
 
 from __future__ import annotations
 
 from . import metrics
-from .api import create, load
+from .api import DEFAULT_MODEL, DEFAULT_WEIGHTS, create, load, load_default
 from .errors import (
     IncompatibleWeightsError,
     SrzooError,
@@ -28,6 +29,8 @@ from .weights import download
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT_MODEL",
+    "DEFAULT_WEIGHTS",
     "EvalResult",
     "IncompatibleWeightsError",
     "ModelSpec",
@@ -45,6 +48,7 @@ __all__ = [
     "evaluate",
     "list_models",
     "load",
+    "load_default",
     "metrics",
     "model_info",
     "register_model",

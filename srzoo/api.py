@@ -12,17 +12,30 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import torch
 from torch import nn
 
-from .errors import IncompatibleWeightsError, WeightsError
+from .errors import IncompatibleWeightsError, UnsupportedScaleError, WeightsError
 from .hub import CONFIG_KEY, resolve_pretrained
 from .registry import ModelSpec, StateDict, get_spec
 from .weights import PICKLE_SUFFIXES, load_registered_weights, read_state_dict
 
-__all__ = ["create", "load", "load_weights_into"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "DEFAULT_WEIGHTS",
+    "create",
+    "load",
+    "load_default",
+    "load_weights_into",
+]
+
+#: The registered model behind srzoo's offline default (``srzoo upscale`` without ``-m``,
+#: ``srzoo.upscale(image, scale=s)`` without a model).
+DEFAULT_MODEL: Final = "safmn"
+#: Tag of srzoo's own weights for :data:`DEFAULT_MODEL`, shipped inside the package.
+DEFAULT_WEIGHTS: Final = "srzoo"
 
 WeightsArg = str | os.PathLike[str] | None
 
@@ -124,6 +137,48 @@ def load(
     return _finish(model, device, None, False)
 
 
+def load_default(
+    scale: int,
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    channels_last: bool = True,
+) -> nn.Module:
+    """srzoo's own default model for ``scale``, from weights shipped inside the package.
+
+    Needs no network and no cache: ``load(DEFAULT_MODEL, scale, weights=DEFAULT_WEIGHTS)``.
+    The weights are srzoo's own (MIT), trained on BSD100 and Sun-Hays80; their Set14 scores are
+    in ``srzoo.model_info(DEFAULT_MODEL).weights_for(scale, DEFAULT_WEIGHTS).metrics``.
+
+    Args:
+        scale: Upscaling factor: 2, 3 or 4.
+        device: Where to put the model (default: CPU).
+        dtype: Floating-point dtype of the parameters (default: float32).
+        channels_last: As for :func:`load`.
+
+    Returns:
+        The module in eval mode.
+
+    Raises:
+        UnsupportedScaleError: No default model exists for ``scale``.
+
+    Example:
+        >>> model = srzoo.load_default(4)
+    """
+    spec = get_spec(DEFAULT_MODEL)
+    scales = tuple(sorted(w.scale for w in spec.weights if w.tag == DEFAULT_WEIGHTS))
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale not in scales:
+        raise UnsupportedScaleError(DEFAULT_MODEL, scale, scales, what="srzoo's default weights")
+    return load(
+        DEFAULT_MODEL,
+        scale,
+        weights=DEFAULT_WEIGHTS,
+        device=device,
+        dtype=dtype,
+        channels_last=channels_last,
+    )
+
+
 def _finish(
     model: nn.Module,
     device: str | torch.device | None,
@@ -145,7 +200,7 @@ def _is_path(weights: str | os.PathLike[str]) -> bool:
         os.sep in text
         or "/" in text
         or text.endswith((".safetensors", *PICKLE_SUFFIXES))
-        or Path(text).exists()
+        or Path(text).is_file()
     )
 
 
@@ -254,7 +309,8 @@ def _resolve_weights(
     *,
     progress: bool | None = None,
 ) -> tuple[StateDict, str]:
-    if _is_path(weights):
+    is_tag = isinstance(weights, str) and any(w.tag == weights for w in spec.weights)
+    if not is_tag and _is_path(weights):
         return read_state_dict(weights), str(weights)
     tag = str(weights)
     ws = spec.weights_for(scale, tag)

@@ -3,6 +3,7 @@
 Example:
     $ srzoo list "edsr*" --pretrained
     $ srzoo info rcan
+    $ srzoo upscale photo.png -o out/ --scale 4  # srzoo's own model, shipped in the package
     $ srzoo upscale photos/ -o out/ -m edsr-baseline --scale 4 --tile 512 --dtype bf16
 """
 
@@ -100,9 +101,14 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("upscale", help="upscale image files and folders")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     p.add_argument("-o", "--output", required=True, type=Path, help="output folder")
-    p.add_argument("-m", "--model", required=True, help="registered model name")
-    p.add_argument("--scale", type=int, default=None, help="upscaling factor")
-    p.add_argument("--weights", default=None, help="local checkpoint instead of the registry's")
+    p.add_argument(
+        "-m",
+        "--model",
+        default=None,
+        help="registered model name (default: srzoo's own model, shipped in the package)",
+    )
+    p.add_argument("--scale", type=int, default=None, help="upscaling factor (required without -m)")
+    p.add_argument("--weights", default=None, help="weights tag or local checkpoint (with -m)")
     p.add_argument("--tile", type=_tile, default=None, help="tile side in pixels, or 'auto'")
     p.add_argument("--overlap", type=_non_negative, default=16, help="context around tiles")
     p.add_argument("--batch-size", type=_positive_int, default=1, help="tiles per forward pass")
@@ -305,19 +311,28 @@ def _walk(inputs: Sequence[str], out_dir: Path, suffix: str) -> Iterator[_Job | 
 
 
 def _cmd_upscale(args: argparse.Namespace) -> int:
-    from .api import load
+    from .api import DEFAULT_MODEL, load, load_default
     from .errors import SrzooError
     from .image import read_image_array, write_image
     from .inference import upscale
     from .registry import get_spec
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = _DTYPES[args.dtype]
     try:
-        spec = get_spec(args.model)
-        weights = args.weights if args.weights is not None else "default"
-        model = load(
-            args.model, args.scale, weights=weights, device=device, dtype=_DTYPES[args.dtype]
-        )
+        if args.model is None:
+            if args.scale is None or args.weights is not None:
+                _error(
+                    "srzoo's built-in model needs --scale (2, 3 or 4) and takes no --weights; "
+                    "or choose a model with -m NAME (srzoo list shows the names)"
+                )
+                return 2
+            spec = get_spec(DEFAULT_MODEL)
+            model = load_default(args.scale, device=device, dtype=dtype)
+        else:
+            spec = get_spec(args.model)
+            weights = args.weights if args.weights is not None else "default"
+            model = load(args.model, args.scale, weights=weights, device=device, dtype=dtype)
     except (SrzooError, OSError, ValueError, RuntimeError) as error:
         _error(_one_line(error))
         return 2

@@ -140,13 +140,31 @@ class _Pipeline(nn.Module):
         return torch.cat([colour, up], dim=1)
 
 
+def _is_model_name(value: object) -> bool:
+    """A registered model name that is not also an existing file."""
+    from .registry import list_models
+
+    return isinstance(value, str) and value in list_models() and not os.path.isfile(value)
+
+
 def _resolve_model(
-    model: nn.Module | str,
+    model: nn.Module | str | None,
     scale: int | None,
     device: str | torch.device | None,
     dtype: torch.dtype | None,
 ) -> tuple[nn.Module, int]:
     """The module to run (a copy when it must change device or dtype) and its size multiple."""
+    if model is None:
+        from .api import DEFAULT_MODEL, load_default
+        from .registry import get_spec
+
+        if scale is None:
+            raise TypeError(
+                "upscale(image) runs srzoo's default model and needs scale= (2, 3 or 4); "
+                "or pass a model: upscale(model, image)"
+            )
+        net = load_default(scale, device=device, dtype=dtype)
+        return net, get_spec(DEFAULT_MODEL).size_multiple
     if isinstance(model, str):
         from .api import load
         from .registry import get_spec
@@ -362,6 +380,44 @@ def _upscale_pil(
 
 @overload
 def upscale(
+    image: ImageT,
+    /,
+    *,
+    scale: int,
+    tile: TileArg = ...,
+    overlap: int = ...,
+    batch_size: int = ...,
+    device: str | torch.device | None = ...,
+    dtype: torch.dtype | None = ...,
+    outscale: float | None = ...,
+    alpha: AlphaMode = ...,
+    self_ensemble: bool = ...,
+    size_multiple: int | None = ...,
+    progress: bool | None = ...,
+) -> ImageT: ...
+
+
+@overload
+def upscale(
+    image: str | os.PathLike[str] | PILImage.Image,
+    /,
+    *,
+    scale: int,
+    tile: TileArg = ...,
+    overlap: int = ...,
+    batch_size: int = ...,
+    device: str | torch.device | None = ...,
+    dtype: torch.dtype | None = ...,
+    outscale: float | None = ...,
+    alpha: AlphaMode = ...,
+    self_ensemble: bool = ...,
+    size_multiple: int | None = ...,
+    progress: bool | None = ...,
+) -> PILImage.Image: ...
+
+
+@overload
+def upscale(
     model: nn.Module | str,
     image: ImageT,
     *,
@@ -399,8 +455,8 @@ def upscale(
 
 
 def upscale(
-    model: nn.Module | str,
-    image: Any,
+    model: Any = None,
+    image: Any = None,
     *,
     scale: int | None = None,
     tile: TileArg = None,
@@ -423,11 +479,17 @@ def upscale(
     (Y) models run on BT.601 Y with the chroma upsampled bicubically; alpha is upscaled on its
     own. The result is clamped to the valid range; the input is never modified.
 
+    Called with the image alone (``upscale(image, scale=4)``), it runs srzoo's own default
+    model for that scale (:func:`srzoo.load_default`: weights shipped in the package, no
+    download).
+
     Args:
         model: A module following srzoo's contract, or a registered name (then
             ``srzoo.load(model, scale=scale, device=device, dtype=dtype)`` is called).
+            Left out (the image as the only positional argument), srzoo's default model.
         image: The image (see above).
-        scale: Scale to load a named model at; for a module, only checked against it.
+        scale: Scale to load a named or the default model at (required for the default);
+            for a module, only checked against it.
         tile: Tile side in input pixels (context included); ``None`` runs the whole image at
             once, ``"auto"`` picks the largest tile that fits. Out of memory, the tile is halved
             and the work continues.
@@ -458,10 +520,18 @@ def upscale(
         TileOutOfMemoryError: Out of memory even on the smallest tile.
 
     Example:
+        >>> sr = srzoo.upscale("photo.png", scale=4)  # srzoo's own model, offline
         >>> sr = srzoo.upscale(model, "photo.png", tile=512, overlap=32)
         >>> sr = srzoo.upscale("edsr-baseline", np.zeros((32, 32, 3), np.uint8), scale=2)
         >>> sr = srzoo.upscale(model, torch.rand(1, 3, 64, 64), tile="auto", batch_size=4)
     """
+    if image is None:
+        if model is None or isinstance(model, nn.Module) or _is_model_name(model):
+            raise TypeError(
+                "upscale() needs an image: upscale(model, image), or upscale(image, scale=s) "
+                "for srzoo's default model"
+            )
+        model, image = None, model
     if alpha not in ("bicubic", "model"):
         raise ValueError(f"alpha must be 'bicubic' or 'model', got {alpha!r}")
     _validate_outscale(outscale)

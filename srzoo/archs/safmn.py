@@ -11,6 +11,9 @@ Only the efficient-SR model (``safmn``) is registered. The large classic-SR file
 (``SAFMN_L_DF2K_x*.pth``) are twice the size of one copy of their parameters, so they probably
 hold ``params_ema`` beside ``params``; srzoo's reader prefers ``params_ema`` while the authors
 evaluate ``params``, so they are left out until their contents are checked.
+
+Besides the authors' weights, ``safmn`` carries srzoo's own weights (tag ``"srzoo"``), which ship
+inside the package and are its offline default model (see ``srzoo.DEFAULT_MODEL``).
 """
 
 from __future__ import annotations
@@ -206,6 +209,60 @@ def _weights(
     return tuple(specs)
 
 
+# srzoo's own weights, shipped in the package: (file, sha256, size, Set14 Y-PSNR, Set14 Y-SSIM).
+# Trained by examples/train_default.py (logs in examples/logs/); the numbers are
+# `srzoo eval safmn --hr Set14/HR --scale S --weights srzoo` with LR made by srzoo's imresize.
+_SRZOO: dict[int, tuple[str, str, int, float, float]] = {
+    2: (
+        "safmn_srzoo_x2.safetensors",
+        "76dac34843ebafe384c5961490f5f97dd689bf39fb778b4fcabd4c195cb453da",
+        468_584,
+        32.9233,
+        0.9117,
+    ),
+    3: (
+        "safmn_srzoo_x3.safetensors",
+        "defb6297aeb29a3b961279e405252ab174c365f720c7a8c4210f484eefb97948",
+        478_334,
+        29.6753,
+        0.8302,
+    ),
+    4: (
+        "safmn_srzoo_x4.safetensors",
+        "e471a127212dc8040173be559d274d904bf15770cf052f8cdffa936889ab349c",
+        491_984,
+        27.9398,
+        0.7670,
+    ),
+}
+_SRZOO_DATA = (
+    "BSD100 + Sun-Hays80 (165 training images; LR by srzoo.metrics.imresize), see "
+    "examples/logs/safmn_srzoo_x{2,3,4}*.json"
+)
+
+
+def _srzoo_weights() -> tuple[WeightSpec, ...]:
+    source = "srzoo eval on Set14 (LR made by srzoo.metrics.imresize)"
+    return tuple(
+        WeightSpec(
+            scale=scale,
+            source=f"package://{file}",
+            tag="srzoo",
+            sha256=sha,
+            size=size,
+            layout="srzoo",
+            train_data=_SRZOO_DATA,
+            license="MIT (srzoo's own weights)",
+            metrics=(
+                ReportedMetric(psnr, "Set14", scale, "psnr_y", source=source),
+                ReportedMetric(ssim, "Set14", scale, "ssim_y", source=source),
+            ),
+            sha256_note="sha256 of the file shipped inside the package (float16 tensors)",
+        )
+        for scale, (file, sha, size, psnr, ssim) in _SRZOO.items()
+    )
+
+
 register_model(
     ModelSpec(
         name="safmn",
@@ -216,6 +273,6 @@ register_model(
         code_license="Apache-2.0",
         description="SAFMN (efficient SR): 8 feature mixing modules, 36 features",
         defaults={"dim": 36, "n_blocks": 8, "ffn_scale": 2.0},
-        weights=_weights("SAFMN_DF2K", "efficient SR", _SAFMN),
+        weights=_weights("SAFMN_DF2K", "efficient SR", _SAFMN) + _srzoo_weights(),
     )
 )
