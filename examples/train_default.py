@@ -12,7 +12,9 @@ training and validation files, hyper-parameters, iterations, device, wall time, 
 validation Y-PSNR over time. The weights and the log are rewritten at every validation, so a
 run that is stopped still leaves its latest checkpoint. ``--budget-s`` picks the number of
 iterations that fits a time budget on the machine at hand (timed on a throwaway copy before
-training); the log records that number, and passing it as ``--iters`` repeats the run.
+training); the log records that number, and passing it as ``--iters`` repeats the run. On a CPU a
+repeated run gives the same weights; on a GPU, cuDNN's choice of algorithms can make them differ
+in the last bits.
 
 The shipped weights came from these runs (logs in ``examples/logs/``; GPU: one H100):
     python examples/train_default.py --arch safmn --scale 4 --device cuda --batch 32 \
