@@ -122,10 +122,17 @@ def validate(model: torch.nn.Module, pairs: list[Pair], scale: int) -> float:
     return float(np.mean(scores))
 
 
+LOSSES = {"l1": F.l1_loss, "l2": F.mse_loss}
+
+
 def train_step(
-    model: torch.nn.Module, opt: torch.optim.Optimizer, lr_t: torch.Tensor, hr_t: torch.Tensor
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    lr_t: torch.Tensor,
+    hr_t: torch.Tensor,
+    loss_name: str = "l1",
 ) -> torch.Tensor:
-    loss = F.l1_loss(model(lr_t), hr_t)
+    loss = LOSSES[loss_name](model(lr_t), hr_t)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -146,7 +153,8 @@ def iterations_for_budget(
 
     def run(n: int) -> None:
         for _ in range(n):
-            train_step(probe, opt, *sample_batch(pairs, args.batch, args.patch, args.scale, rng))
+            batch = sample_batch(pairs, args.batch, args.patch, args.scale, rng)
+            train_step(probe, opt, *batch, args.loss)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
@@ -174,6 +182,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--patch", type=int, default=48, help="low-resolution patch size")
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument(
+        "--loss", choices=sorted(LOSSES), default="l1", help="l2 (MSE) suits a final stage for PSNR"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     ap.add_argument("--device", default="cpu")
@@ -250,7 +261,8 @@ def main() -> None:
             "batch": args.batch,
             "patch": args.patch,
             "lr": args.lr,
-            "schedule": "cosine to 0, Adam(0.9, 0.99), L1 loss, flips and 90-degree rotations",
+            "loss": args.loss,
+            "schedule": "cosine to 0, Adam(0.9, 0.99), flips and 90-degree rotations",
             "budget_s": args.budget_s,
             "threads": torch.get_num_threads(),
             "device": args.device,
@@ -269,7 +281,7 @@ def main() -> None:
     last = 0
     for it in range(1, args.iters + 1):
         batch = sample_batch(train_pairs, args.batch, args.patch, args.scale, rng)
-        loss_sum = loss_sum + train_step(model, opt, *batch)
+        loss_sum = loss_sum + train_step(model, opt, *batch, args.loss)
         sched.step()
         if it % args.val_every == 0 or it == args.iters:
             val = validate(model, val_pairs, args.scale)
