@@ -311,11 +311,10 @@ def _walk(inputs: Sequence[str], out_dir: Path, suffix: str) -> Iterator[_Job | 
 
 
 def _cmd_upscale(args: argparse.Namespace) -> int:
-    from .api import DEFAULT_MODEL, load, load_default
+    from .api import load, load_default
     from .errors import SrzooError
     from .image import read_image_array, write_image
     from .inference import upscale
-    from .registry import get_spec
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = _DTYPES[args.dtype]
@@ -327,10 +326,8 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
                     "or choose a model with -m NAME (srzoo list shows the names)"
                 )
                 return 2
-            spec = get_spec(DEFAULT_MODEL)
             model = load_default(args.scale, device=device, dtype=dtype)
         else:
-            spec = get_spec(args.model)
             weights = args.weights if args.weights is not None else "default"
             model = load(args.model, args.scale, weights=weights, device=device, dtype=dtype)
     except (SrzooError, OSError, ValueError, RuntimeError) as error:
@@ -369,7 +366,6 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
                         outscale=args.outscale,
                         alpha=args.alpha,
                         self_ensemble=args.self_ensemble,
-                        size_multiple=spec.size_multiple,
                         progress=show,
                     )
                     _write_atomically(job.target, result, args.format, write_image)

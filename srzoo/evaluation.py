@@ -186,18 +186,17 @@ def evaluate(
         An :class:`EvalResult` with per-image and mean PSNR / SSIM.
 
     Raises:
-        SrzooError: A folder is missing or empty, or a low-resolution file cannot be found.
+        SrzooError: A folder is missing or empty, a name in ``names`` is not in ``hr_dir``, or a
+            low-resolution file cannot be found.
 
     Example:
         >>> result = srzoo.evaluate("imdn", "Set14/HR", scale=4)
         >>> print(f"{result.psnr:.2f} dB")
     """
-    from .inference import upscale
+    from .inference import _resolve_model, upscale
 
-    if isinstance(model, str):
-        from .api import load
-
-        model = load(model, scale)
+    # Once, not per image: a module on another device would otherwise be copied for every image.
+    model, _ = _resolve_model(model, scale if isinstance(model, str) else None, device, None)
     s = int(scale if scale is not None else getattr(model, "scale", 0))
     if s < 1:
         raise SrzooError("pass scale=...: the model has no `scale` attribute.")
@@ -209,6 +208,9 @@ def evaluate(
     if names is not None:
         wanted = set(names)
         files = [f for f in files if f.name in wanted]
+        missing = wanted - {f.name for f in files}
+        if missing:
+            raise SrzooError(f"no such images in {hr_dir}: {', '.join(sorted(missing))}")
     lr_folder = Path(lr_dir) if lr_dir is not None else None
 
     show = progress if progress is not None else sys.stderr is not None and sys.stderr.isatty()
@@ -230,7 +232,6 @@ def evaluate(
                 model,
                 lr,
                 tile=tile,
-                device=device,
                 self_ensemble=self_ensemble,
                 progress=False,
             )

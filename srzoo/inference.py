@@ -147,6 +147,18 @@ def _is_model_name(value: object) -> bool:
     return isinstance(value, str) and value in list_models() and not os.path.isfile(value)
 
 
+def _size_multiple(model: nn.Module) -> int:
+    """Input multiple the network prefers: its registry entry's for a module srzoo built (by
+    name, from a saved folder or the Hub), else its ``size_multiple`` attribute, else 1."""
+    from .hub import CONFIG_KEY
+    from .registry import get_spec, list_models
+
+    config = getattr(model, CONFIG_KEY, None)
+    if isinstance(config, dict) and config.get("architecture") in list_models():
+        return get_spec(config["architecture"]).size_multiple
+    return int(getattr(model, "size_multiple", 1))
+
+
 def _resolve_model(
     model: nn.Module | str | None,
     scale: int | None,
@@ -155,8 +167,7 @@ def _resolve_model(
 ) -> tuple[nn.Module, int]:
     """The module to run (a copy when it must change device or dtype) and its size multiple."""
     if model is None:
-        from .api import DEFAULT_MODEL, load_default
-        from .registry import get_spec
+        from .api import load_default
 
         if scale is None:
             raise TypeError(
@@ -164,19 +175,17 @@ def _resolve_model(
                 "or pass a model: upscale(model, image)"
             )
         net = load_default(scale, device=device, dtype=dtype)
-        return net, get_spec(DEFAULT_MODEL).size_multiple
+        return net, _size_multiple(net)
     if isinstance(model, str):
         from .api import load
-        from .registry import get_spec
 
-        spec = get_spec(model)
         net = load(model, scale=scale, device=device, dtype=dtype)
-        return net, spec.size_multiple
+        return net, _size_multiple(net)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module or a registered name, got {type(model)}")
     if scale is not None and scale != _model_scale(model):
         raise ValueError(f"scale={scale} but the model upscales x{_model_scale(model)}")
-    multiple = int(getattr(model, "size_multiple", 1))
+    multiple = _size_multiple(model)
     params = [p for p in model.parameters() if p.is_floating_point()]
     if params and (
         (device is not None and params[0].device != torch.device(device))

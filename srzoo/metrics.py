@@ -172,9 +172,10 @@ def _prepare_pair(
             raise ValueError(
                 f"{caller} expects tensors of shape (N, C, H, W), got {tuple(sr.shape)}"
             )
+        sr, hr = sr.to(torch.float64), hr.to(torch.float64)  # luma too, not only the error
         if y_channel:
             sr, hr = rgb_to_y(sr), rgb_to_y(hr)
-        pair = torch.stack([sr.to(torch.float64), hr.to(torch.float64)])
+        pair = torch.stack([sr, hr])
         peak, is_numpy = 1.0, False
     else:
         raise TypeError(

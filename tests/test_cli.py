@@ -223,3 +223,18 @@ def test_outputs_next_to_inputs(
     assert _upscale([photos], out, weights) == 1
     assert "0 written, 4 skipped" in capsys.readouterr().out
     assert not (out / "out").exists()
+
+
+def test_upscale_a_saved_folder_by_name(
+    tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`local-dir:` works wherever a model name does, in upscale() and in the command."""
+    folder = tmp_path / "my-model"
+    srzoo.save_pretrained(srzoo.load("edsr-baseline", 2, weights=weights), folder)
+    image = RNG.integers(0, 256, (9, 11, 3), dtype=np.uint8)
+    Image.fromarray(image).save(tmp_path / "in.png")
+    expected = srzoo.upscale(srzoo.load("local-dir:" + str(folder)), image)
+    assert np.array_equal(srzoo.upscale("local-dir:" + str(folder), image), expected)
+    args = ["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "out")]
+    assert main([*args, "-m", f"local-dir:{folder}", "--quiet"]) == 0, capsys.readouterr().err
+    assert np.array_equal(read_image_array(tmp_path / "out" / "in.png"), expected)

@@ -79,6 +79,39 @@ def test_missing_lr_file_and_bad_folders_are_clear(tmp_path: Path) -> None:
         evaluate(_Nearest(2), tmp_path / "HR", scale=3)
 
 
+def test_unknown_names_are_refused(tmp_path: Path) -> None:
+    _write_images(tmp_path / "HR", [(20, 20)])
+    with pytest.raises(srzoo.SrzooError, match=r"no such images .*: nope\.png"):
+        evaluate(_Nearest(2), tmp_path / "HR", scale=2, names=["img0.png", "nope.png"])
+
+
+class _Weighted(_Nearest):
+    def __init__(self, scale: int) -> None:
+        super().__init__(scale)
+        self.gain = nn.Parameter(torch.ones(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) * self.gain
+
+
+def test_a_model_on_another_device_is_moved_once_not_per_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import copy
+
+    import srzoo.inference
+
+    copies = []
+    real = copy.deepcopy
+    monkeypatch.setattr(srzoo.inference.copy, "deepcopy", lambda x: copies.append(x) or real(x))
+    _write_images(tmp_path / "HR", [(20, 20), (24, 26), (30, 22)])
+    model = _Weighted(2)
+    result = evaluate(model, tmp_path / "HR", scale=2, device="cpu:0")
+    assert len(result.images) == 3
+    assert len(copies) == 1, "one copy onto the device, not one per image"
+    assert model.gain.device == torch.device("cpu"), "the caller's module is left as it was"
+
+
 def test_results_save_as_csv_and_json(tmp_path: Path) -> None:
     _write_images(tmp_path / "HR", [(20, 18), (16, 16)])
     result = evaluate(_Nearest(2), tmp_path / "HR", scale=2)

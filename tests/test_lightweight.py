@@ -298,13 +298,15 @@ class _RefIMDB(nn.Module):
         return self.c5(self.cca(torch.cat([d1, d2, d3, self.c4(r3)], 1))) + x
 
 
-class RefIMDN(nn.Module):
-    def __init__(self, nf: int, n: int, upscale: int) -> None:
+class _RefDistillationNet(nn.Module):
+    """IMDN's and RFDN's trunk: blocks ``<prefix><i>``, concatenated, fused, upsampled."""
+
+    def __init__(self, nf: int, n: int, upscale: int, block: type[nn.Module], prefix: str) -> None:
         super().__init__()
-        self.n = n
+        self.n, self.prefix = n, prefix
         self.fea_conv = _conv(3, nf, 3)
         for i in range(n):
-            setattr(self, f"IMDB{i + 1}", _RefIMDB(nf))
+            setattr(self, f"{prefix}{i + 1}", block(nf))
         self.c = nn.Sequential(_conv(nf * n, nf, 1), nn.LeakyReLU(0.05))
         self.LR_conv = _conv(nf, nf, 3)
         self.upsampler = nn.Sequential(_conv(nf, 3 * upscale**2, 3), nn.PixelShuffle(upscale))
@@ -313,8 +315,13 @@ class RefIMDN(nn.Module):
         fea = self.fea_conv(x)
         outs = [fea]
         for i in range(self.n):
-            outs.append(getattr(self, f"IMDB{i + 1}")(outs[-1]))
+            outs.append(getattr(self, f"{self.prefix}{i + 1}")(outs[-1]))
         return self.upsampler(self.LR_conv(self.c(torch.cat(outs[1:], 1))) + fea)
+
+
+class RefIMDN(_RefDistillationNet):
+    def __init__(self, nf: int, n: int, upscale: int) -> None:
+        super().__init__(nf, n, upscale, _RefIMDB, "IMDB")
 
 
 class _RefESA(nn.Module):
@@ -356,25 +363,11 @@ class _RefRFDB(nn.Module):
         return self.esa(self.c5(torch.cat(ds, 1)))
 
 
-class RefRFDN(nn.Module):
+class RefRFDN(_RefDistillationNet):
     """Works on 0..255 values, like the official checkpoint."""
 
     def __init__(self, nf: int, n: int, upscale: int) -> None:
-        super().__init__()
-        self.n = n
-        self.fea_conv = _conv(3, nf, 3)
-        for i in range(n):
-            setattr(self, f"B{i + 1}", _RefRFDB(nf))
-        self.c = nn.Sequential(_conv(nf * n, nf, 1), nn.LeakyReLU(0.05))
-        self.LR_conv = _conv(nf, nf, 3)
-        self.upsampler = nn.Sequential(_conv(nf, 3 * upscale**2, 3), nn.PixelShuffle(upscale))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fea = self.fea_conv(x)
-        outs = [fea]
-        for i in range(self.n):
-            outs.append(getattr(self, f"B{i + 1}")(outs[-1]))
-        return self.upsampler(self.LR_conv(self.c(torch.cat(outs[1:], 1))) + fea)
+        super().__init__(nf, n, upscale, _RefRFDB, "B")
 
 
 class _RefSCPA(nn.Module):

@@ -404,3 +404,15 @@ def test_psnr_and_ssim_match_scikit_image_on_set14_rgb() -> None:
         )
         assert psnr(sr, hr) == pytest.approx(expected_psnr, abs=1e-6), name
         assert ssim(sr, hr) == pytest.approx(expected_ssim, abs=1e-6), name
+
+
+def test_low_precision_tensors_are_scored_in_float64() -> None:
+    """The luma conversion runs in float64 too, not in the input's bfloat16."""
+    g = torch.Generator().manual_seed(0)
+    hr = torch.rand(1, 3, 24, 24, generator=g)
+    sr = (hr + 0.01 * torch.randn(1, 3, 24, 24, generator=g)).clamp(0, 1)
+    sr16, hr16 = sr.bfloat16(), hr.bfloat16()
+    exact = psnr(sr16.double(), hr16.double(), crop_border=2, y_channel=True)
+    assert psnr(sr16, hr16, crop_border=2, y_channel=True) == pytest.approx(exact, abs=1e-9)
+    exact_ssim = ssim(sr16.double(), hr16.double(), crop_border=2, y_channel=True)
+    assert ssim(sr16, hr16, crop_border=2, y_channel=True) == pytest.approx(exact_ssim, abs=1e-9)

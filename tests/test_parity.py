@@ -89,6 +89,7 @@ def test_rcan_matches_torchsr_small(tmp_path: Path, scale: int) -> None:
     _compare(ref, ours, scale, (9, 10))
 
 
+@pytest.mark.slow
 def test_rcan_matches_torchsr_full_size(tmp_path: Path) -> None:
     ref = randomize_(torchsr_models.rcan(4), seed=11)
     ours = srzoo.load("rcan", 4, weights=_save(ref, tmp_path / "rcan.pt"))

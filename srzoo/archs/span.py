@@ -136,8 +136,10 @@ class SPAN(nn.Module):
         self.out_channels = num_out_ch
         self.img_range = img_range
         # Not part of the official state dict: a constant, rebuilt with the module.
+        # On the CPU even when built on the meta device: a non-persistent buffer is in no state
+        # dict, so loading weights could never fill it in.
         self.register_buffer(
-            "mean", torch.tensor(tuple(rgb_mean)).view(1, -1, 1, 1), persistent=False
+            "mean", torch.tensor(tuple(rgb_mean), device="cpu").view(1, -1, 1, 1), persistent=False
         )
         nf = feature_channels
         self.conv_1 = Conv3XC(num_in_ch, nf)
