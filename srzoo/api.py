@@ -20,7 +20,12 @@ from torch import nn
 from .errors import IncompatibleWeightsError, UnsupportedScaleError, WeightsError
 from .hub import CONFIG_KEY, resolve_pretrained
 from .registry import ModelSpec, StateDict, get_spec
-from .weights import PICKLE_SUFFIXES, load_registered_weights, read_state_dict
+from .weights import (
+    PICKLE_SUFFIXES,
+    _registered_weights,
+    load_registered_weights,
+    read_state_dict,
+)
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -312,21 +317,15 @@ def _resolve_weights(
     is_tag = isinstance(weights, str) and any(w.tag == weights for w in spec.weights)
     if not is_tag and _is_path(weights):
         return read_state_dict(weights), str(weights)
-    tag = str(weights)
-    ws = spec.weights_for(scale, tag)
-    if ws is None:
-        have = sorted({f"x{w.scale}:{w.tag}" for w in spec.weights})
-        if not spec.weights:
-            detail = f"no pretrained weights are registered for {spec.name!r}"
-        else:
-            detail = (
-                f"{spec.name!r} has no weights tagged {tag!r} at x{scale} "
-                f"(registered: {', '.join(have)})"
-            )
-        raise WeightsError(
-            f"{detail}. Pass weights=None for a randomly initialised model, or "
+    ws = _registered_weights(
+        spec,
+        scale,
+        str(weights),
+        advice=(
+            ". Pass weights=None for a randomly initialised model, or "
             "weights='path/to/checkpoint' to load a local file."
-        )
+        ),
+    )
     return load_registered_weights(ws, model=spec.name, progress=progress), ws.source
 
 

@@ -10,7 +10,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from ._util import atomic_write, show_progress
 
 __all__ = ["main"]
 
@@ -339,7 +340,7 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
     todo = [j for j in jobs if isinstance(j, _Job)]
     claimed: dict[Path, Path] = {}
     written = skipped = 0
-    show = not args.quiet and sys.stderr is not None and sys.stderr.isatty()
+    show = show_progress(False if args.quiet else None)
     bar: Any = None
     if show:
         from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
@@ -391,15 +392,13 @@ def _write_atomically(target: Path, image: Any, fmt: str, write: Any) -> None:
     """Write to a hidden temporary name next to ``target`` and rename it once complete, so a
     failed or interrupted run never leaves a partial file or replaces a good one."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            write(tmp, image, format=fmt)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    # The writer creates the file, so outputs get the usual permissions rather than mkstemp's.
+    with (
+        atomic_write(target, suffix=".partial", mkstemp=False) as tmp,
+        warnings.catch_warnings(record=True) as caught,
+    ):
+        warnings.simplefilter("always")
+        write(tmp, image, format=fmt)
     for w in caught:
         # The writer names the temporary file; the user knows the target.
         print(f"srzoo: warning: {str(w.message).replace(str(tmp), str(target))}", file=sys.stderr)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
+from ._util import show_progress
 from .errors import SrzooError
 from .image import IMAGE_SUFFIXES, read_image
 from .metrics import imresize, psnr, ssim
@@ -213,7 +213,7 @@ def evaluate(
             raise SrzooError(f"no such images in {hr_dir}: {', '.join(sorted(missing))}")
     lr_folder = Path(lr_dir) if lr_dir is not None else None
 
-    show = progress if progress is not None else sys.stderr is not None and sys.stderr.isatty()
+    show = show_progress(progress)
     bar: Any = None
     if show:
         from tqdm import tqdm

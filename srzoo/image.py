@@ -22,6 +22,7 @@ import numpy.typing as npt
 import torch
 
 from .errors import SrzooError
+from .metrics import _Y_COEFFS, _Y_OFFSET
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -50,17 +51,18 @@ IMAGE_SUFFIXES = frozenset(
 _INSTALL_HINT = 'reading and writing images needs Pillow: pip install "srzoo[image]"'
 
 # MATLAB rgb2ycbcr for values in [0, 1]: rows give Y, Cb, Cr in [0, 1] units (x/255 of 0..255).
+# The Y row and offset are the metrics' own, so the Y seen by a model equals the Y it is scored on.
 _YCBCR_MATRIX = (
     np.array(
         [
-            [65.481, 128.553, 24.966],
+            _Y_COEFFS,
             [-37.797, -74.203, 112.0],
             [112.0, -93.786, -18.214],
         ]
     )
     / 255.0
 )
-_YCBCR_OFFSET = np.array([16.0, 128.0, 128.0]) / 255.0
+_YCBCR_OFFSET = np.array([_Y_OFFSET, 128.0, 128.0]) / 255.0
 _RGB_MATRIX = np.linalg.inv(_YCBCR_MATRIX).astype(np.float64)
 
 # ITU-R 601-2 luma, the weights of PIL's convert("L"): how a colour result becomes gray again.

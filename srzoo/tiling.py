@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from torch import nn
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from ._util import show_progress
 from .errors import SrzooError
 
 __all__ = [
@@ -358,12 +358,6 @@ def auto_tile_size(
     return max(_round_down(side, size_multiple), _min_tile(overlap, size_multiple))
 
 
-def _progress_enabled(progress: bool | None) -> bool:
-    if progress is not None:
-        return progress
-    return sys.stderr is not None and sys.stderr.isatty()
-
-
 class _Progress:
     """A tqdm bar over tiles when enabled; does nothing otherwise."""
 
@@ -524,7 +518,7 @@ def tiled_forward(
         side = None
 
     done = torch.zeros(n, height, width, dtype=torch.bool)
-    bar = _Progress(_progress_enabled(progress), 0, desc)
+    bar = _Progress(show_progress(progress), 0, desc)
     try:
         while True:
             windows = plan_windows(n, height, width, side, overlap)

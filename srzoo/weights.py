@@ -23,8 +23,6 @@ import hashlib
 import os
 import pickle
 import re
-import sys
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -36,10 +34,11 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 
 import torch
 
+from ._util import atomic_write, show_progress
 from .errors import WeightsError
 
 if TYPE_CHECKING:
-    from .registry import WeightSpec
+    from .registry import ModelSpec, WeightSpec
 
 __all__ = [
     "PICKLE_SUFFIXES",
@@ -330,13 +329,6 @@ def _timeout() -> float:
     return value
 
 
-def _show_progress(progress: bool | None) -> bool:
-    if progress is not None:
-        return progress
-    stream = sys.stderr
-    return stream is not None and hasattr(stream, "isatty") and stream.isatty()
-
-
 def _offline_error(what: str, hint: str | None) -> WeightsError:
     fill = (
         f"Run `{hint}` while online to fill the cache"
@@ -504,122 +496,132 @@ def _cached_url(dest: Path, sha256: str | None, *, locked: bool) -> str | None:
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_write(path, suffix=".tmp") as tmp:
+        tmp.write_text(text)
 
 
-def _open_temp(folder: Path, name: str) -> tuple[IO[bytes], Path]:
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".part")
-    return os.fdopen(fd, "wb"), Path(tmp)
+def _open_temp(tmp: Path) -> IO[bytes]:
+    return tmp.open("wb")
 
 
 def _download(
     url: str, dest: Path, *, sha256: str | None, size: int | None, progress: bool | None
 ) -> str:
     """Stream ``url`` to a temporary file beside ``dest``; rename it into place once verified."""
-    from tqdm import tqdm
-
     from . import __version__
 
     timeout = _timeout()
     request = urllib.request.Request(url, headers={"User-Agent": f"srzoo/{__version__}"})
     what = f"downloading {url}"
-    tmp: Path | None = None
     try:
-        try:
-            response = urllib.request.urlopen(request, timeout=timeout)
-        except urllib.error.HTTPError as e:
-            raise _http_error(url, e.code, e.reason) from e
-        except urllib.error.URLError as e:
-            if isinstance(e.reason, TimeoutError):
-                raise _timeout_error(url, timeout) from e
-            raise WeightsError(
-                f"{what} failed: {e.reason}. Check the network connection (and any proxy), or "
-                "download the file by hand and pass its path as weights=."
-            ) from e
-        except TimeoutError as e:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as e:
+        raise _http_error(url, e.code, e.reason) from e
+    except urllib.error.URLError as e:
+        if isinstance(e.reason, TimeoutError):
             raise _timeout_error(url, timeout) from e
-        with response:
-            ctype = response.headers.get("Content-Type", "")
-            if ctype.split(";")[0].strip().lower() in ("text/html", "application/xhtml+xml"):
-                raise _html_error(url)
-            length_header = response.headers.get("Content-Length")
-            expected_len = int(length_header) if length_header and length_header.isdigit() else None
-            if size is not None and expected_len is not None and expected_len != size:
-                raise WeightsError(
-                    f"{url} is {expected_len} bytes, but the registered file is {size} bytes: "
-                    "the server no longer holds the registered file. Report this to srzoo; "
-                    "nothing was saved."
-                )
-            f, tmp = _open_temp(dest.parent, dest.name)
-            digest = hashlib.sha256()
-            received = 0
-            bar = tqdm(
-                total=expected_len or size,
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                desc=dest.name,
-                disable=not _show_progress(progress),
-                leave=False,
-            )
-            with f, bar:
-                while True:
-                    try:
-                        chunk = response.read(_CHUNK)
-                    except TimeoutError as e:
-                        raise _timeout_error(url, timeout) from e
-                    except OSError as e:
-                        raise WeightsError(
-                            f"{what} broke off after {received} bytes ({e}). Try again; nothing "
-                            "was saved."
-                        ) from e
-                    if not chunk:
-                        break
-                    if received == 0 and _looks_like_html(chunk):
-                        raise _html_error(url)
-                    try:
-                        f.write(chunk)
-                    except OSError as e:
-                        raise _write_error(dest, e) from e
-                    digest.update(chunk)
-                    received += len(chunk)
-                    bar.update(len(chunk))
-                try:
-                    f.flush()
-                    os.fsync(f.fileno())
-                except OSError as e:
-                    raise _write_error(dest, e) from e
-        if expected_len is not None and received != expected_len:
+        raise WeightsError(
+            f"{what} failed: {e.reason}. Check the network connection (and any proxy), or "
+            "download the file by hand and pass its path as weights=."
+        ) from e
+    except TimeoutError as e:
+        raise _timeout_error(url, timeout) from e
+    with response:
+        ctype = response.headers.get("Content-Type", "")
+        if ctype.split(";")[0].strip().lower() in ("text/html", "application/xhtml+xml"):
+            raise _html_error(url)
+        length_header = response.headers.get("Content-Length")
+        expected_len = int(length_header) if length_header and length_header.isdigit() else None
+        if size is not None and expected_len is not None and expected_len != size:
             raise WeightsError(
-                f"{what} was truncated: received {received} of {expected_len} bytes. Try "
-                "again; nothing was saved."
+                f"{url} is {expected_len} bytes, but the registered file is {size} bytes: "
+                "the server no longer holds the registered file. Report this to srzoo; "
+                "nothing was saved."
             )
-        if size is not None and received != size:
-            raise WeightsError(
-                f"{what} gave {received} bytes, expected {size}: the file is truncated or not the "
-                "registered one. Try again; nothing was saved."
-            )
-        hexdigest = digest.hexdigest()
-        _check_digest(hexdigest, sha256=sha256, name=dest.name, where=url)
+        sidecar = _sidecar(dest)
         try:
-            # The digest goes in first: a cache entry is complete when its file exists.
-            _write_text_atomic(_sidecar(dest), hexdigest + "\n")
-            os.replace(tmp, dest)
+            with atomic_write(dest, suffix=".part") as tmp:
+                hexdigest, received = _receive(
+                    response,
+                    tmp,
+                    url=url,
+                    dest=dest,
+                    total=expected_len or size,
+                    progress=progress,
+                    timeout=timeout,
+                )
+                if expected_len is not None and received != expected_len:
+                    raise WeightsError(
+                        f"{what} was truncated: received {received} of {expected_len} bytes. "
+                        "Try again; nothing was saved."
+                    )
+                if size is not None and received != size:
+                    raise WeightsError(
+                        f"{what} gave {received} bytes, expected {size}: the file is truncated "
+                        "or not the registered one. Try again; nothing was saved."
+                    )
+                _check_digest(hexdigest, sha256=sha256, name=dest.name, where=url)
+                # The digest goes in before the end of the block renames the file into place:
+                # a cache entry is complete when its file exists.
+                _write_text_atomic(sidecar, hexdigest + "\n")
         except OSError as e:
-            _sidecar(dest).unlink(missing_ok=True)
+            sidecar.unlink(missing_ok=True)
             raise _write_error(dest, e) from e
-        tmp = None
-        return hexdigest
-    finally:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
+    return hexdigest
+
+
+def _receive(
+    response: IO[bytes],
+    tmp: Path,
+    *,
+    url: str,
+    dest: Path,
+    total: int | None,
+    progress: bool | None,
+    timeout: float,
+) -> tuple[str, int]:
+    """Copy the response body into ``tmp`` and onto the disk; return its sha256 and length."""
+    from tqdm import tqdm
+
+    digest = hashlib.sha256()
+    received = 0
+    bar = tqdm(
+        total=total,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        desc=dest.name,
+        disable=not show_progress(progress),
+        leave=False,
+    )
+    with _open_temp(tmp) as f, bar:
+        while True:
+            try:
+                chunk = response.read(_CHUNK)
+            except TimeoutError as e:
+                raise _timeout_error(url, timeout) from e
+            except OSError as e:
+                raise WeightsError(
+                    f"downloading {url} broke off after {received} bytes ({e}). Try again; "
+                    "nothing was saved."
+                ) from e
+            if not chunk:
+                break
+            if received == 0 and _looks_like_html(chunk):
+                raise _html_error(url)
+            try:
+                f.write(chunk)
+            except OSError as e:
+                raise _write_error(dest, e) from e
+            digest.update(chunk)
+            received += len(chunk)
+            bar.update(len(chunk))
+        try:
+            f.flush()
+            os.fsync(f.fileno())
+        except OSError as e:
+            raise _write_error(dest, e) from e
+    return digest.hexdigest(), received
 
 
 def _check_digest(digest: str, *, sha256: str | None, name: str, where: str) -> None:
@@ -699,6 +701,9 @@ def _hf_cache_dir() -> str | None:
 
 
 def _hf_tqdm(progress: bool | None) -> Any:
+    """The ``tqdm_class`` for huggingface_hub: ``None`` keeps its own bar, which follows the same
+    terminal rule as srzoo's and also obeys ``HF_HUB_DISABLE_PROGRESS_BARS``; an explicit choice
+    overrides both."""
     if progress is None:
         return None
     from tqdm import tqdm
@@ -878,16 +883,11 @@ def save_safetensors_atomic(
     """
     from safetensors.torch import save_file
 
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
     try:
-        save_file(_storage_safe(state), tmp, metadata={"format": "pt", **(metadata or {})})
-        os.replace(tmp, path)
+        with atomic_write(path, suffix=".part") as tmp:
+            save_file(_storage_safe(state), str(tmp), metadata={"format": "pt", **(metadata or {})})
     except OSError as e:
         raise _write_error(path, e) from e
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _converted_state_dict(path: Path, digest: str, source: str) -> StateDict:
@@ -945,6 +945,36 @@ def load_registered_weights(
     return read_state_dict(path)
 
 
+def _registered_weights(spec: ModelSpec, scale: int, tag: str, *, advice: str) -> WeightSpec:
+    """The weights registered for ``spec`` at ``scale`` under ``tag``.
+
+    Args:
+        spec: The model's registry entry.
+        scale: Upscaling factor.
+        tag: Weight tag; ``"default"`` means the first registered for that scale.
+        advice: What the user can do instead, appended to the error message.
+
+    Returns:
+        The matching :class:`~srzoo.registry.WeightSpec`.
+
+    Raises:
+        WeightsError: None matches; the message lists the registered scales and tags.
+
+    Example:
+        >>> _registered_weights(srzoo.model_info("edsr"), 4, "default", advice=".").scale
+        4
+    """
+    ws = spec.weights_for(scale, tag)
+    if ws is not None:
+        return ws
+    if not spec.weights:
+        detail = f"no pretrained weights are registered for {spec.name!r}"
+    else:
+        have = ", ".join(sorted({f"x{w.scale}:{w.tag}" for w in spec.weights}))
+        detail = f"{spec.name!r} has no weights tagged {tag!r} at x{scale} (registered: {have})"
+    raise WeightsError(detail + advice)
+
+
 def _fetch_spec(spec: WeightSpec, *, model: str, progress: bool | None) -> tuple[Path, str | None]:
     hint = f"srzoo download {model} --scale {spec.scale}"
     if spec.tag != "default":
@@ -990,14 +1020,7 @@ def download(
     spec = get_spec(name)
     s = spec.scale if scale is None else scale
     spec.check_scale(s)
-    ws = spec.weights_for(s, tag)
-    if ws is None:
-        if not spec.weights:
-            detail = f"no pretrained weights are registered for {spec.name!r}"
-        else:
-            have = ", ".join(sorted({f"x{w.scale}:{w.tag}" for w in spec.weights}))
-            detail = f"{spec.name!r} has no weights tagged {tag!r} at x{s} (registered: {have})"
-        raise WeightsError(f"{detail}; there is nothing to download.")
+    ws = _registered_weights(spec, s, tag, advice="; there is nothing to download.")
     path, digest = _fetch_spec(ws, model=spec.name, progress=progress)
     if path.suffix != ".safetensors" and digest is not None:
         _converted_state_dict(path, digest, ws.source)

@@ -29,7 +29,7 @@ from srzoo.errors import WeightsError
 from srzoo.registry import _REGISTRY, WeightSpec
 
 from .hub_server import COMMIT, HubServer
-from .util import randomize_
+from .util import FakeTerminal, randomize_
 
 TINY: dict[str, Any] = {"n_resblocks": 1, "n_feats": 8, "res_scale": 1.0}
 HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -326,15 +326,48 @@ def test_full_disk_leaves_nothing(
             self.f.close()
             super().close()
 
-    def full_disk(folder: Path, name: str) -> tuple[IO[bytes], Path]:
-        f, tmp = real_open(folder, name)
-        return FullDisk(f), tmp  # type: ignore[return-value]
+    def full_disk(tmp: Path) -> IO[bytes]:
+        return FullDisk(real_open(tmp))  # type: ignore[return-value]
 
     monkeypatch.setattr(sw, "_open_temp", full_disk)
     with pytest.raises(WeightsError, match="no space left") as err:
         srzoo.load(name, 2, progress=False)
     assert "SRZOO_HOME" in str(err.value)
     assert _cache_files(isolated) == []
+
+
+def test_failed_safetensors_save_keeps_the_old_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import safetensors.torch
+
+    target = tmp_path / "model.safetensors"
+    sw.save_safetensors_atomic({"w": torch.zeros(2)}, target)
+    before = target.read_bytes()
+
+    def full_disk(tensors: Any, filename: str, metadata: Any = None) -> None:
+        Path(filename).write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full_disk)
+    with pytest.raises(WeightsError, match="no space left"):
+        sw.save_safetensors_atomic({"w": torch.ones(2)}, target)
+    assert target.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["model.safetensors"]
+
+
+def test_unwritable_folder_is_a_weights_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import srzoo._util
+
+    def denied(*args: Any, **kwargs: Any) -> Any:
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(srzoo._util.tempfile, "mkstemp", denied)
+    with pytest.raises(WeightsError, match=r"cannot write model\.safetensors"):
+        sw.save_safetensors_atomic({"w": torch.zeros(2)}, tmp_path / "model.safetensors")
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("flag", ["SRZOO_OFFLINE", "HF_HUB_OFFLINE"])
@@ -488,6 +521,29 @@ def test_hub_download_corrupted_in_transit_is_removed(
     with pytest.raises(WeightsError, match="sha256 mismatch"):
         srzoo.load(name, 2, progress=False)
     assert not [p for p in (tmp_path / "hf-home").rglob("blobs/*") if p.is_file()]
+
+
+def test_hub_progress_bar_follows_the_progress_argument(
+    server: HubServer, register: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
+    data = _pth_bytes(_tiny())
+    names = {}
+    for word in ("quiet", "auto", "loud"):
+        server.add_hub_file(f"someone/{word}", f"{word}.pth", data)
+        names[word] = register(f"t-hub-{word}", _spec(f"hf://someone/{word}/{word}.pth", data))
+    # On a terminal a bar is drawn unless the caller said progress=False.
+    terminal = FakeTerminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    srzoo.download(names["quiet"], 2, progress=False)
+    srzoo.download(names["auto"], 2)
+    assert "quiet.pth" not in terminal.getvalue()
+    assert "auto.pth" in terminal.getvalue()
+    # Off a terminal only progress=True draws one.
+    plain = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", plain)
+    srzoo.download(names["loud"], 2, progress=True)
+    assert "loud.pth" in plain.getvalue()
 
 
 def test_hub_missing_file_and_offline_miss(

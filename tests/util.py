@@ -1,7 +1,8 @@
-"""Helpers every architecture's tests reuse."""
+"""Helpers every architecture's tests reuse, and a stand-in terminal for progress-bar tests."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,13 @@ from torch import nn
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 DATA = SHARED / "data"
 CHECKPOINTS = SHARED / "checkpoints"
+
+
+class FakeTerminal(io.StringIO):
+    """A text stream that says it is a terminal, to stand in for ``sys.stderr``."""
+
+    def isatty(self) -> bool:
+        return True
 
 
 def require_shared(path: Path) -> Path:
