@@ -30,6 +30,7 @@ __all__ = [
     "list_models",
     "model_info",
     "register_model",
+    "set5_set14",
 ]
 
 StateDict = dict[str, torch.Tensor]
@@ -83,6 +84,31 @@ class ReportedMetric:
     scale: int
     metric: str = "psnr_y"
     source: str = ""
+
+
+def set5_set14(
+    scale: int, set5: float, set14: float, *, source: str, metric: str = "psnr_y"
+) -> tuple[ReportedMetric, ReportedMetric]:
+    """The Set5 and Set14 numbers of one row of a paper's benchmark table.
+
+    Args:
+        scale: Upscaling factor.
+        set5: Value on Set5.
+        set14: Value on Set14.
+        source: Where the numbers come from (paper table, README, ...).
+        metric: What was measured.
+
+    Returns:
+        ``(Set5 metric, Set14 metric)``.
+
+    Example:
+        >>> set5_set14(4, 32.46, 28.80, source="Lim et al. 2017, Table 3")[1].dataset
+        'Set14'
+    """
+    return (
+        ReportedMetric(set5, "Set5", scale, metric, source=source),
+        ReportedMetric(set14, "Set14", scale, metric, source=source),
+    )
 
 
 @dataclass(frozen=True)

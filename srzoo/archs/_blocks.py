@@ -4,25 +4,37 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["DIV2K_RGB_MEAN", "MeanShift", "Upsampler", "conv3x3", "fill_mean_shifts", "rename_keys"]
+__all__ = [
+    "DIV2K_RGB_MEAN",
+    "DistillationNet",
+    "EDSRFrame",
+    "MeanShift",
+    "Upsampler",
+    "conv3x3",
+    "fill_mean_shifts",
+    "pixel_shuffle_head",
+    "rename_keys",
+    "shuffle_factors",
+]
 
 DIV2K_RGB_MEAN: tuple[float, float, float] = (0.4488, 0.4371, 0.4040)
 """Mean RGB colour of DIV2K, subtracted by EDSR, RCAN and their successors."""
 
 
-def conv3x3(in_ch: int, out_ch: int, *, bias: bool = True) -> nn.Conv2d:
+def conv3x3(in_ch: int, out_ch: int, *, bias: bool = True, groups: int = 1) -> nn.Conv2d:
     """A 3x3 convolution with 'same' padding.
 
     Args:
         in_ch: Input channels.
         out_ch: Output channels.
         bias: Whether the convolution has a bias.
+        groups: Convolution groups.
 
     Returns:
         The convolution.
@@ -30,7 +42,7 @@ def conv3x3(in_ch: int, out_ch: int, *, bias: bool = True) -> nn.Conv2d:
     Example:
         >>> conv3x3(64, 64)
     """
-    return nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=bias)
+    return nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=bias, groups=groups)
 
 
 class MeanShift(nn.Module):
@@ -86,26 +98,185 @@ class MeanShift(nn.Module):
         return F.conv2d(x, self.weight, self.bias)
 
 
+def shuffle_factors(scale: int, *, name: str = "the sub-pixel upsampler") -> list[int]:
+    """The pixel-shuffle stages of a multi-stage upsampler: one x3 stage, or x2 per factor of two.
+
+    This is the convention of EDSR-PyTorch, SRGAN and CARN: x4 is two x2 stages, x8 three.
+
+    Args:
+        scale: 3 or a power of two (1 gives no stage).
+        name: What is being built, for the error message.
+
+    Returns:
+        The shuffle factor of each stage, in order.
+
+    Raises:
+        ValueError: ``scale`` is neither 3 nor a power of two.
+
+    Example:
+        >>> shuffle_factors(8)
+        [2, 2, 2]
+    """
+    if scale == 3:
+        return [3]
+    if scale > 0 and scale & (scale - 1) == 0:
+        return [2] * int(math.log2(scale))
+    raise ValueError(f"{name} supports 3 and powers of two, not {scale}")
+
+
 class Upsampler(nn.Sequential):
     """Sub-pixel upsampler of EDSR-PyTorch: ``log2(scale)`` x (conv, shuffle 2), or one x3 stage.
 
-    Indices match the official checkpoints (``tail.0.0``, ``tail.0.2``, ...).
+    Indices match the official checkpoints (``tail.0.0``, ``tail.0.2``, ...). With ``relu`` each
+    convolution is followed by a ReLU, as in CARN (``body.0``, ``body.3``, ...).
 
     Args:
-        scale: 2, 3 or a power of two.
+        scale: 3 or a power of two.
         n_feats: Feature channels.
+        groups: Groups of the convolutions (4 in CARN-M).
+        relu: Put a ReLU between each convolution and its shuffle.
     """
 
-    def __init__(self, *, scale: int, n_feats: int) -> None:
+    def __init__(self, *, scale: int, n_feats: int, groups: int = 1, relu: bool = False) -> None:
         layers: list[nn.Module] = []
-        if scale > 0 and scale & (scale - 1) == 0:
-            for _ in range(int(math.log2(scale))):
-                layers += [conv3x3(n_feats, 4 * n_feats), nn.PixelShuffle(2)]
-        elif scale == 3:
-            layers += [conv3x3(n_feats, 9 * n_feats), nn.PixelShuffle(3)]
-        else:
-            raise ValueError(f"sub-pixel upsampler supports 3 and powers of two, not {scale}")
+        for factor in shuffle_factors(scale):
+            layers.append(conv3x3(n_feats, factor * factor * n_feats, groups=groups))
+            if relu:
+                layers.append(nn.ReLU(inplace=True))
+            layers.append(nn.PixelShuffle(factor))
         super().__init__(*layers)
+
+
+def pixel_shuffle_head(in_ch: int, out_ch: int, scale: int) -> nn.Sequential:
+    """A one-stage sub-pixel output head: a 3x3 conv to ``out_ch * scale**2``, then a shuffle.
+
+    The layout of ESPCN's ``last_part``, SAFMN's ``to_img`` and the ``upsampler`` of IMDN, RFDN and
+    SPAN (BasicSR's ``pixelshuffle_block``): parameters ``0.weight`` and ``0.bias``.
+
+    Args:
+        in_ch: Feature channels.
+        out_ch: Image channels.
+        scale: Upscaling factor (any positive integer).
+
+    Returns:
+        ``nn.Sequential(conv, nn.PixelShuffle(scale))``.
+
+    Example:
+        >>> pixel_shuffle_head(64, 3, 4)(torch.rand(1, 64, 8, 8)).shape
+        torch.Size([1, 3, 32, 32])
+    """
+    return nn.Sequential(conv3x3(in_ch, out_ch * scale**2), nn.PixelShuffle(scale))
+
+
+class EDSRFrame(nn.Module):
+    """The frame EDSR-PyTorch's networks (EDSR, RCAN) share around their residual body.
+
+    The input is scaled to ``rgb_range`` and the mean removed (``sub_mean``); ``head`` is one 3x3
+    convolution; ``body`` is the family's blocks closed by a 3x3 convolution, with a skip over it;
+    ``tail`` is an :class:`Upsampler` and a 3x3 convolution to RGB; ``add_mean`` restores the
+    mean. The names are the official checkpoints' keys.
+
+    Args:
+        scale: Upscaling factor (3 or a power of two).
+        n_feats: Feature channels.
+        rgb_range: Value range the network works in.
+        rgb_mean: Mean colour removed before the network and added back after it.
+        make_blocks: Builds the body's blocks; called after ``head`` so that parameters are
+            created (and randomly initialised) in the official order.
+    """
+
+    def __init__(
+        self,
+        *,
+        scale: int,
+        n_feats: int,
+        rgb_range: float,
+        rgb_mean: Sequence[float],
+        make_blocks: Callable[[], Iterable[nn.Module]],
+    ) -> None:
+        super().__init__()
+        self.scale = scale
+        self.in_channels = 3
+        self.out_channels = 3
+        self.rgb_range = rgb_range
+        self.sub_mean = MeanShift(rgb_range=rgb_range, rgb_mean=rgb_mean, sign=-1)
+        self.add_mean = MeanShift(rgb_range=rgb_range, rgb_mean=rgb_mean, sign=1)
+        self.head = nn.Sequential(conv3x3(3, n_feats))
+        self.body = nn.Sequential(*make_blocks(), conv3x3(n_feats, n_feats))
+        self.tail = nn.Sequential(Upsampler(scale=scale, n_feats=n_feats), conv3x3(n_feats, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.head(self.sub_mean(x * self.rgb_range))
+        x = self.body(x) + x
+        return self.add_mean(self.tail(x)) / self.rgb_range
+
+
+class DistillationNet(nn.Module):
+    """The trunk IMDN and RFDN share around their distillation blocks.
+
+    ``fea_conv`` lifts the input to ``nf`` features; blocks ``<prefix>1`` ... ``<prefix>N`` run in
+    sequence; all their outputs are concatenated and fused by ``c`` (1x1 conv, LeakyReLU 0.05),
+    refined by ``LR_conv`` with a skip from ``fea_conv``, and upsampled by a
+    :func:`pixel_shuffle_head` named ``upsampler``. The names are Zheng222/IMDN's, which
+    njulj/RFDN kept. ``forward`` takes and returns the network's own range.
+
+    Args:
+        scale: Upscaling factor (any positive integer).
+        in_nc: Input channels.
+        out_nc: Output channels.
+        nf: Feature channels.
+        num_modules: Number of blocks.
+        prefix: Name of the blocks before their 1-based index (``"IMDB"``, ``"B"``).
+        make_block: Builds one block, called as ``make_block(channels=nf)``.
+    """
+
+    def __init__(
+        self,
+        *,
+        scale: int,
+        in_nc: int,
+        out_nc: int,
+        nf: int,
+        num_modules: int,
+        prefix: str,
+        make_block: Callable[..., nn.Module],
+    ) -> None:
+        super().__init__()
+        if scale < 1:
+            raise ValueError(
+                f"{type(self).__name__}: scale must be a positive integer, got {scale}"
+            )
+        self.scale = scale
+        self.in_channels = in_nc
+        self.out_channels = out_nc
+        self.num_modules = num_modules
+        self.block_names = tuple(f"{prefix}{i}" for i in range(1, num_modules + 1))
+        self.fea_conv = conv3x3(in_nc, nf)
+        for name in self.block_names:
+            self.add_module(name, make_block(channels=nf))
+        self.c = nn.Sequential(nn.Conv2d(nf * num_modules, nf, 1), nn.LeakyReLU(0.05, inplace=True))
+        self.LR_conv = conv3x3(nf, nf)
+        self.upsampler = pixel_shuffle_head(nf, out_nc, scale)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The low-resolution features the upsampler takes.
+
+        Args:
+            x: Input ``(N, in_nc, H, W)`` in the network's range.
+
+        Returns:
+            Features ``(N, nf, H, W)``.
+        """
+        fea = self.fea_conv(x)
+        outs: list[torch.Tensor] = []
+        h = fea
+        for name in self.block_names:
+            h = getattr(self, name)(h)
+            outs.append(h)
+        return self.LR_conv(self.c(torch.cat(outs, dim=1))) + fea
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.upsampler(self.features(x))
 
 
 def fill_mean_shifts(state: dict[str, torch.Tensor], module: nn.Module) -> None:

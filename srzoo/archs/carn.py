@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..registry import ModelSpec, Paper, ReportedMetric, StateDict, WeightSpec, register_model
-from ._blocks import DIV2K_RGB_MEAN, MeanShift
+from ..registry import ModelSpec, Paper, StateDict, WeightSpec, register_model, set5_set14
+from ._blocks import DIV2K_RGB_MEAN, MeanShift, Upsampler
 
 __all__ = [
     "CARN",
@@ -172,23 +172,9 @@ class CARNUpsampler(nn.Module):
 
     def __init__(self, *, n_feats: int, scale: int, group: int = 1) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        if scale in (2, 4, 8):
-            for _ in range(scale.bit_length() - 1):
-                layers += [
-                    nn.Conv2d(n_feats, 4 * n_feats, 3, padding=1, groups=group),
-                    nn.ReLU(inplace=True),
-                    nn.PixelShuffle(2),
-                ]
-        elif scale == 3:
-            layers += [
-                nn.Conv2d(n_feats, 9 * n_feats, 3, padding=1, groups=group),
-                nn.ReLU(inplace=True),
-                nn.PixelShuffle(3),
-            ]
-        else:
+        if scale not in (2, 3, 4, 8):
             raise ValueError(f"CARN's upsampler supports x2, x3, x4 and x8, not x{scale}")
-        self.body = nn.Sequential(*layers)
+        self.body = Upsampler(scale=scale, n_feats=n_feats, groups=group, relu=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
@@ -293,16 +279,6 @@ _PAPER_TABLE = "paper (arXiv:1803.08664v5), benchmark comparison table"
 _REPO = "https://github.com/nmhkahn/CARN-pytorch/raw/master/checkpoint"
 
 
-def _metrics(
-    table: dict[int, tuple[float, float]], scale: int
-) -> tuple[ReportedMetric, ReportedMetric]:
-    set5, set14 = table[scale]
-    return (
-        ReportedMetric(set5, "Set5", scale, "psnr_y", source=_PAPER_TABLE),
-        ReportedMetric(set14, "Set14", scale, "psnr_y", source=_PAPER_TABLE),
-    )
-
-
 # (Set5, Set14) Y-PSNR the authors report per scale.
 _CARN_PSNR = {2: (37.76, 33.52), 3: (34.29, 30.29), 4: (32.13, 28.60)}
 _CARN_M_PSNR = {2: (37.53, 33.26), 3: (33.99, 30.08), 4: (31.92, 28.42)}
@@ -328,7 +304,7 @@ register_model(
                 input_range="0-1",
                 train_data="DIV2K",
                 license="MIT",
-                metrics=_metrics(_CARN_PSNR, s),
+                metrics=set5_set14(s, *_CARN_PSNR[s], source=_PAPER_TABLE),
                 sha256_note=(
                     "no sha256 is published and the file (over 4 MiB) was not available to hash; "
                     "git blob 2b9fb1eb75a2fdd47c1a4cc75bc505a8fa4fb504 at nmhkahn/CARN-pytorch "
@@ -360,7 +336,7 @@ register_model(
                 input_range="0-1",
                 train_data="DIV2K",
                 license="MIT",
-                metrics=_metrics(_CARN_M_PSNR, s),
+                metrics=set5_set14(s, *_CARN_M_PSNR[s], source=_PAPER_TABLE),
                 sha256_note=(
                     "computed from the git blob checkpoint/carn_m.pth at nmhkahn/CARN-pytorch "
                     "commit 40d3514; one multi-scale file serves x2, x3 and x4"

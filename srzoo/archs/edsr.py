@@ -16,8 +16,16 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..registry import ModelSpec, Paper, ReportedMetric, StateDict, WeightSpec, register_model
-from ._blocks import DIV2K_RGB_MEAN, MeanShift, Upsampler, conv3x3, fill_mean_shifts, rename_keys
+from ..registry import (
+    ModelSpec,
+    Paper,
+    ReportedMetric,
+    StateDict,
+    WeightSpec,
+    register_model,
+    set5_set14,
+)
+from ._blocks import DIV2K_RGB_MEAN, EDSRFrame, conv3x3, fill_mean_shifts, rename_keys
 
 __all__ = ["EDSR", "ResBlock", "convert_edsr"]
 
@@ -44,7 +52,7 @@ class ResBlock(nn.Module):
         return res + x
 
 
-class EDSR(nn.Module):
+class EDSR(EDSRFrame):
     """Enhanced Deep Super-Resolution network.
 
     Takes RGB in [0, 1]; the 0..255 range and DIV2K mean shift the official weights expect are
@@ -69,24 +77,15 @@ class EDSR(nn.Module):
         rgb_range: float = 255.0,
         rgb_mean: Sequence[float] = DIV2K_RGB_MEAN,
     ) -> None:
-        super().__init__()
-        self.scale = scale
-        self.in_channels = 3
-        self.out_channels = 3
-        self.rgb_range = rgb_range
-        self.sub_mean = MeanShift(rgb_range=rgb_range, rgb_mean=rgb_mean, sign=-1)
-        self.add_mean = MeanShift(rgb_range=rgb_range, rgb_mean=rgb_mean, sign=1)
-        self.head = nn.Sequential(conv3x3(3, n_feats))
-        self.body = nn.Sequential(
-            *(ResBlock(n_feats=n_feats, res_scale=res_scale) for _ in range(n_resblocks)),
-            conv3x3(n_feats, n_feats),
+        super().__init__(
+            scale=scale,
+            n_feats=n_feats,
+            rgb_range=rgb_range,
+            rgb_mean=rgb_mean,
+            make_blocks=lambda: (
+                ResBlock(n_feats=n_feats, res_scale=res_scale) for _ in range(n_resblocks)
+            ),
         )
-        self.tail = nn.Sequential(Upsampler(scale=scale, n_feats=n_feats), conv3x3(n_feats, 3))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.head(self.sub_mean(x * self.rgb_range))
-        x = self.body(x) + x
-        return self.add_mean(self.tail(x)) / self.rgb_range
 
 
 _BASICSR_RULES = (
@@ -140,24 +139,34 @@ _DIV2K_RANGE = "0-255 (RGB, DIV2K mean shift inside the network)"
 _CCRESTORATION = "https://github.com/TensoRaws/ccrestoration/releases/download/model_zoo/"
 
 
-def _edsr_metrics(scale: int, set5: float, set14: float) -> tuple[ReportedMetric, ...]:
-    return (
-        ReportedMetric(set5, "Set5", scale, source=_EDSR_TABLE),
-        ReportedMetric(set14, "Set14", scale, source=_EDSR_TABLE),
-    )
-
-
-_EDSR_WEIGHTS = tuple(
-    WeightSpec(
+def _official(
+    scale: int,
+    file: str,
+    sha256: str | None,
+    *,
+    metrics: tuple[ReportedMetric, ...] = (),
+    sha256_note: str = _SNU_NOTE,
+) -> WeightSpec:
+    """A file on the EDSR-PyTorch model server, in the official layout."""
+    return WeightSpec(
         scale=scale,
-        source=f"{_SNU}edsr_x{scale}-{sha[:8]}.pt",
-        sha256=sha,
+        source=f"{_SNU}{file}",
+        sha256=sha256,
         layout="official (sanghyun-son/EDSR-PyTorch, flat state dict)",
         input_range=_DIV2K_RANGE,
         train_data=f"DIV2K, bicubic x{scale}",
         license="MIT",
-        metrics=_edsr_metrics(scale, set5, set14),
-        sha256_note=_SNU_NOTE,
+        metrics=metrics,
+        sha256_note=sha256_note,
+    )
+
+
+_EDSR_WEIGHTS = tuple(
+    _official(
+        scale,
+        f"edsr_x{scale}-{sha[:8]}.pt",
+        sha,
+        metrics=set5_set14(scale, set5, set14, source=_EDSR_TABLE),
     )
     for scale, sha, set5, set14 in (
         (2, "0edfb8a3772c94485c939f81a8aeefe02cccdfbf45243c6d22b39c29eb7d46de", 38.11, 33.92),
@@ -168,38 +177,24 @@ _EDSR_WEIGHTS = tuple(
 
 # The paper's benchmark table reports the large EDSR only, so the baseline carries no metrics.
 _BASELINE_WEIGHTS = (
-    WeightSpec(
-        scale=2,
-        source=f"{_SNU}edsr_baseline_x2-1bc95232.pt",
-        sha256="1bc9523228fdc3b0a5ddb0d7062001e22b31bbb398ae09cfdefb97e8ee06e171",
-        layout="official (sanghyun-son/EDSR-PyTorch, flat state dict)",
-        input_range=_DIV2K_RANGE,
-        train_data="DIV2K, bicubic x2",
-        license="MIT",
-        sha256_note=_SNU_NOTE,
+    _official(
+        2,
+        "edsr_baseline_x2-1bc95232.pt",
+        "1bc9523228fdc3b0a5ddb0d7062001e22b31bbb398ae09cfdefb97e8ee06e171",
     ),
-    WeightSpec(
-        scale=3,
-        source=f"{_SNU}edsr_baseline_x3-abf2a44e.pt",
-        sha256=None,
-        layout="official (sanghyun-son/EDSR-PyTorch, flat state dict)",
-        input_range=_DIV2K_RANGE,
-        train_data="DIV2K, bicubic x3",
-        license="MIT",
+    _official(
+        3,
+        "edsr_baseline_x3-abf2a44e.pt",
+        None,
         sha256_note=(
             "no full sha256 is published; the download is checked against the torch.hub-style "
             "prefix abf2a44e in its file name; byte size not published"
         ),
     ),
-    WeightSpec(
-        scale=4,
-        source=f"{_SNU}edsr_baseline_x4-6b446fab.pt",
-        sha256="6b446fab734f4de74448d2fd1f3f990f5bae726e49dc7eff2ae9cefe444a1723",
-        layout="official (sanghyun-son/EDSR-PyTorch, flat state dict)",
-        input_range=_DIV2K_RANGE,
-        train_data="DIV2K, bicubic x4",
-        license="MIT",
-        sha256_note=_SNU_NOTE,
+    _official(
+        4,
+        "edsr_baseline_x4-6b446fab.pt",
+        "6b446fab734f4de74448d2fd1f3f990f5bae726e49dc7eff2ae9cefe444a1723",
     ),
     *(
         WeightSpec(

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..registry import ModelSpec, Paper, register_model
-from ._blocks import check_luma_input
+from ._blocks import check_luma_input, pixel_shuffle_head
 
 __all__ = ["ESPCN"]
 
@@ -41,9 +41,7 @@ class ESPCN(nn.Module):
             nn.Conv2d(n1, n2, 3, padding=1),
             nn.Tanh(),
         )
-        self.last_part = nn.Sequential(
-            nn.Conv2d(n2, scale * scale, 3, padding=1), nn.PixelShuffle(scale)
-        )
+        self.last_part = pixel_shuffle_head(n2, 1, scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_luma_input(x, self.in_channels, "ESPCN")

@@ -13,7 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..registry import ModelSpec, Paper, ReportedMetric, WeightSpec, register_model
+from ..registry import ModelSpec, Paper, WeightSpec, register_model, set5_set14
+from ._blocks import DistillationNet
 
 __all__ = ["IMDN", "CCALayer", "IMDModule"]
 
@@ -80,7 +81,7 @@ class IMDModule(nn.Module):
         return self.c5(self.cca(out)) + x
 
 
-class IMDN(nn.Module):
+class IMDN(DistillationNet):
     """Information Multi-Distillation Network.
 
     Takes RGB in [0, 1] like the original (no mean shift, no range change).
@@ -102,31 +103,15 @@ class IMDN(nn.Module):
         nf: int = 64,
         num_modules: int = 6,
     ) -> None:
-        super().__init__()
-        if scale < 1:
-            raise ValueError(f"IMDN: scale must be a positive integer, got {scale}")
-        self.scale = scale
-        self.in_channels = in_nc
-        self.out_channels = out_nc
-        self.num_modules = num_modules
-        self.fea_conv = nn.Conv2d(in_nc, nf, 3, padding=1)
-        for i in range(1, num_modules + 1):
-            self.add_module(f"IMDB{i}", IMDModule(channels=nf))
-        self.c = nn.Sequential(nn.Conv2d(nf * num_modules, nf, 1), nn.LeakyReLU(0.05, inplace=True))
-        self.LR_conv = nn.Conv2d(nf, nf, 3, padding=1)
-        self.upsampler = nn.Sequential(
-            nn.Conv2d(nf, out_nc * scale**2, 3, padding=1), nn.PixelShuffle(scale)
+        super().__init__(
+            scale=scale,
+            in_nc=in_nc,
+            out_nc=out_nc,
+            nf=nf,
+            num_modules=num_modules,
+            prefix="IMDB",
+            make_block=IMDModule,
         )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fea = self.fea_conv(x)
-        outs: list[torch.Tensor] = []
-        h = fea
-        for i in range(1, self.num_modules + 1):
-            h = getattr(self, f"IMDB{i}")(h)
-            outs.append(h)
-        lr = self.LR_conv(self.c(torch.cat(outs, dim=1))) + fea
-        return self.upsampler(lr)
 
 
 _PAPER = Paper(
@@ -163,10 +148,7 @@ def _weights(scale: int) -> WeightSpec:
         input_range="0-1",
         train_data="DIV2K",
         license="none published (the repository has no licence file)",
-        metrics=(
-            ReportedMetric(set5, "Set5", scale, "psnr_y", source=source),
-            ReportedMetric(set14, "Set14", scale, "psnr_y", source=source),
-        ),
+        metrics=set5_set14(scale, set5, set14, source=source),
         sha256_note="sha256 of the file committed to Zheng222/IMDN (checkpoints/)",
     )
 

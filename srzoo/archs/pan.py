@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..registry import ModelSpec, Paper, ReportedMetric, WeightSpec, register_model
+from ..registry import ModelSpec, Paper, WeightSpec, register_model, set5_set14
 
 __all__ = ["PA", "PAN", "SCPA", "PAConv"]
 
@@ -171,10 +171,7 @@ def _weights(scale: int) -> WeightSpec:
         input_range="0-1",
         train_data="DF2K (DIV2K + Flickr2K)",
         license="none published (the repository has no licence file)",
-        metrics=(
-            ReportedMetric(set5, "Set5", scale, "psnr_y", source=source),
-            ReportedMetric(set14, "Set14", scale, "psnr_y", source=source),
-        ),
+        metrics=set5_set14(scale, set5, set14, source=source),
         sha256_note="sha256 of the file committed to zhaohengyuan1/PAN",
     )
 

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..registry import ModelSpec, Paper, ReportedMetric, StateDict, WeightSpec, register_model
-from ._blocks import DIV2K_RGB_MEAN, MeanShift, Upsampler, conv3x3, fill_mean_shifts, rename_keys
+from ..registry import ModelSpec, Paper, StateDict, WeightSpec, register_model, set5_set14
+from ._blocks import DIV2K_RGB_MEAN, EDSRFrame, conv3x3, fill_mean_shifts, rename_keys
 
 __all__ = ["RCAB", "RCAN", "CALayer", "ResidualGroup", "convert_rcan"]
 
@@ -84,7 +84,7 @@ class ResidualGroup(nn.Module):
         return self.body(x) + x
 
 
-class RCAN(nn.Module):
+class RCAN(EDSRFrame):
     """Residual Channel Attention Network.
 
     Takes RGB in [0, 1]; the 0..255 range and DIV2K mean shift of the official weights are
@@ -111,27 +111,16 @@ class RCAN(nn.Module):
         rgb_range: float = 255.0,
         rgb_mean: Sequence[float] = DIV2K_RGB_MEAN,
     ) -> None:
-        super().__init__()
-        self.scale = scale
-        self.in_channels = 3
-        self.out_channels = 3
-        self.rgb_range = rgb_range
-        self.sub_mean = MeanShift(rgb_range=rgb_range, rgb_mean=rgb_mean, sign=-1)
-        self.add_mean = MeanShift(rgb_range=rgb_range, rgb_mean=rgb_mean, sign=1)
-        self.head = nn.Sequential(conv3x3(3, n_feats))
-        self.body = nn.Sequential(
-            *(
+        super().__init__(
+            scale=scale,
+            n_feats=n_feats,
+            rgb_range=rgb_range,
+            rgb_mean=rgb_mean,
+            make_blocks=lambda: (
                 ResidualGroup(n_feats=n_feats, n_resblocks=n_resblocks, reduction=reduction)
                 for _ in range(n_resgroups)
             ),
-            conv3x3(n_feats, n_feats),
         )
-        self.tail = nn.Sequential(Upsampler(scale=scale, n_feats=n_feats), conv3x3(n_feats, 3))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.head(self.sub_mean(x * self.rgb_range))
-        x = self.body(x) + x
-        return self.add_mean(self.tail(x)) / self.rgb_range
 
 
 def convert_rcan(state: StateDict, module: nn.Module) -> StateDict:
@@ -183,14 +172,7 @@ _RCAN_REPORTED = {2: (38.27, 34.12), 3: (34.74, 30.65), 4: (32.63, 28.87)}
 
 def _rcan_weights(scale: int) -> WeightSpec:
     reported = _RCAN_REPORTED.get(scale)
-    metrics = (
-        (
-            ReportedMetric(reported[0], "Set5", scale, source=_RCAN_TABLE),
-            ReportedMetric(reported[1], "Set14", scale, source=_RCAN_TABLE),
-        )
-        if reported
-        else ()
-    )
+    metrics = set5_set14(scale, *reported, source=_RCAN_TABLE) if reported else ()
     return WeightSpec(
         scale=scale,
         source=f"https://github.com/Coloquinte/torchSR/releases/download/v1.0.3/rcan_x{scale}.pt",

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..registry import ModelSpec, Paper, WeightSpec, register_model
+from ._blocks import DistillationNet
 
 __all__ = ["ESA", "RFDB", "RFDN"]
 
@@ -86,7 +87,7 @@ class RFDB(nn.Module):
         return self.esa(self.c5(torch.cat([d1, d2, d3, r4], dim=1)))
 
 
-class RFDN(nn.Module):
+class RFDN(DistillationNet):
     """Residual Feature Distillation Network.
 
     Takes RGB in [0, 1]. Inputs smaller than 15 pixels on a side (too small for the attention
@@ -113,36 +114,23 @@ class RFDN(nn.Module):
         num_modules: int = 4,
         rgb_range: float = 255.0,
     ) -> None:
-        super().__init__()
-        if scale < 1:
-            raise ValueError(f"RFDN: scale must be a positive integer, got {scale}")
-        self.scale = scale
-        self.in_channels = in_nc
-        self.out_channels = out_nc
-        self.num_modules = num_modules
-        self.rgb_range = rgb_range
-        self.fea_conv = nn.Conv2d(in_nc, nf, 3, padding=1)
-        for i in range(1, num_modules + 1):
-            self.add_module(f"B{i}", RFDB(channels=nf))
-        self.c = nn.Sequential(nn.Conv2d(nf * num_modules, nf, 1), nn.LeakyReLU(0.05, inplace=True))
-        self.LR_conv = nn.Conv2d(nf, nf, 3, padding=1)
-        self.upsampler = nn.Sequential(
-            nn.Conv2d(nf, out_nc * scale**2, 3, padding=1), nn.PixelShuffle(scale)
+        super().__init__(
+            scale=scale,
+            in_nc=in_nc,
+            out_nc=out_nc,
+            nf=nf,
+            num_modules=num_modules,
+            prefix="B",
+            make_block=RFDB,
         )
+        self.rgb_range = rgb_range
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         pad_h, pad_w = max(0, _MIN_SIZE - h), max(0, _MIN_SIZE - w)
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-        fea = self.fea_conv(x * self.rgb_range)
-        outs: list[torch.Tensor] = []
-        out = fea
-        for i in range(1, self.num_modules + 1):
-            out = getattr(self, f"B{i}")(out)
-            outs.append(out)
-        lr = self.LR_conv(self.c(torch.cat(outs, dim=1))) + fea
-        y = self.upsampler(lr) / self.rgb_range
+        y = self.upsampler(self.features(x * self.rgb_range)) / self.rgb_range
         return y[..., : h * self.scale, : w * self.scale]
 
 

@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..registry import ModelSpec, Paper, ReportedMetric, WeightSpec, register_model
+from ..registry import ModelSpec, Paper, ReportedMetric, WeightSpec, register_model, set5_set14
+from ._blocks import pixel_shuffle_head
 
 __all__ = ["CCM", "SAFM", "SAFMN", "AttBlock", "LayerNorm2d"]
 
@@ -150,9 +151,7 @@ class SAFMN(nn.Module):
         self.feats = nn.Sequential(
             *(AttBlock(dim=dim, ffn_scale=ffn_scale) for _ in range(n_blocks))
         )
-        self.to_img = nn.Sequential(
-            nn.Conv2d(dim, 3 * scale**2, 3, padding=1), nn.PixelShuffle(scale)
-        )
+        self.to_img = pixel_shuffle_head(dim, 3, scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.to_feat(x)
@@ -199,10 +198,7 @@ def _weights(
                 input_range="0-1",
                 train_data="DF2K (DIV2K + Flickr2K)",
                 license="Apache-2.0",
-                metrics=(
-                    ReportedMetric(set5, "Set5", scale, "psnr_y", source=source),
-                    ReportedMetric(set14, "Set14", scale, "psnr_y", source=source),
-                ),
+                metrics=set5_set14(scale, set5, set14, source=source),
                 sha256_note=_NOTE,
             )
         )

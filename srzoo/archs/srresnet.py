@@ -14,14 +14,12 @@ clamp its output.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..registry import ModelSpec, Paper, StateDict, WeightSpec, register_model
-from ._blocks import conv3x3, rename_keys
+from ._blocks import conv3x3, rename_keys, shuffle_factors
 
 __all__ = ["MSRResNet", "ResidualBlockNoBN", "SRResNet", "convert_msrresnet"]
 
@@ -85,13 +83,9 @@ class SRResNet(nn.Module):
         self.conv2 = nn.Sequential(
             conv3x3(channels, channels, bias=False), nn.BatchNorm2d(channels)
         )
-        if scale == 3:
-            stages = [_UpsampleBlock(channels, 3)]
-        elif scale > 0 and scale & (scale - 1) == 0:
-            stages = [_UpsampleBlock(channels, 2) for _ in range(int(math.log2(scale)))]
-        else:
-            raise ValueError(f"SRResNet supports 3 and powers of two, not {scale}")
-        self.upsampling = nn.Sequential(*stages)
+        self.upsampling = nn.Sequential(
+            *(_UpsampleBlock(channels, f) for f in shuffle_factors(scale, name="SRResNet"))
+        )
         self.conv3 = nn.Conv2d(channels, out_channels, 9, padding=4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
