@@ -8,7 +8,10 @@ forward passes), and IMDN's official checkpoints on Set14.
 
 from __future__ import annotations
 
+import copy
+import pickle
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import srzoo
+from srzoo.archs.span import Conv3XC
 from srzoo.metrics import psnr
 from srzoo.weights import read_state_dict
 
@@ -248,6 +252,198 @@ def test_span_ignores_a_stale_eval_conv() -> None:
                 p.zero_()
         after = model(x)
     torch.testing.assert_close(after, before, rtol=0, atol=0)
+
+
+# --------------------------------------------------------------------------------------------
+# SPAN: the eval-mode kernel is fused once and reused until its parameters change
+# --------------------------------------------------------------------------------------------
+
+# The eight tensors each Conv3XC's fused kernel is computed from.
+CONV3XC_SOURCES = [
+    f"{c}.{p}" for c in ("sk", "conv.0", "conv.1", "conv.2") for p in ("weight", "bias")
+]
+
+
+def _span(seed: int = 14) -> nn.Module:
+    return randomize_(srzoo.create("span", 2, **TINY["span"]), seed=seed).eval()
+
+
+def _fresh_output(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The eval output of a new module holding ``model``'s current tensors: nothing cached."""
+    twin = srzoo.create("span", 2, **TINY["span"]).to(x.dtype).eval()
+    twin.load_state_dict(model.state_dict())
+    # Not in the state dict, and rounded by a trip to float16.
+    twin.mean = model.get_buffer("mean").clone()
+    return _eval(twin, x)
+
+
+def _eval(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        y: torch.Tensor = model(x)
+    return y
+
+
+def _count_fusions(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls = [0]
+    fuse = Conv3XC.fused_kernel
+
+    def counting(self: Conv3XC) -> tuple[torch.Tensor, torch.Tensor]:
+        calls[0] += 1
+        return fuse(self)
+
+    monkeypatch.setattr(Conv3XC, "fused_kernel", counting)
+    return calls
+
+
+def test_span_reuses_its_fused_kernels_bit_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _span()
+    x = torch.rand(2, 3, 7, 6)
+    calls = _count_fusions(monkeypatch)
+    first = _eval(model, x)
+    assert calls[0] == 20  # conv_1, three per block, conv_2
+    second = _eval(model, x)
+    with torch.inference_mode():
+        third = model(x)
+    assert calls[0] == 20, "an unchanged model fused its kernels again"
+    expected = _fresh_output(model, x)
+    assert torch.equal(first, expected)
+    assert torch.equal(second, expected)
+    assert torch.equal(third, expected)
+
+
+def _scale_in_place(model: nn.Module, name: str) -> None:
+    with torch.no_grad():
+        model.get_parameter(name).mul_(1.5)
+
+
+def _scale_through_data(model: nn.Module, name: str) -> None:
+    # As EMA updates do: ``.data`` writes leave the parameter's version counter unchanged.
+    p = model.get_parameter(name)
+    p.data.copy_(p.data * 1.5)
+
+
+def _scale_by_loading(model: nn.Module, name: str) -> None:
+    state = model.state_dict()
+    state[name] = state[name] * 1.5
+    model.load_state_dict(state)
+
+
+def _scale_by_assigning(model: nn.Module, name: str) -> None:
+    state = model.state_dict()
+    state[name] = state[name] * 1.5
+    model.load_state_dict(state, assign=True)
+
+
+@pytest.mark.parametrize(
+    "update", [_scale_in_place, _scale_through_data, _scale_by_loading, _scale_by_assigning]
+)
+def test_span_cached_kernels_follow_every_parameter(update: Any) -> None:
+    model = _span()
+    x = torch.rand(1, 3, 6, 5)
+    for source in CONV3XC_SOURCES:
+        name = f"block_2.c3_r.{source}"
+        before = _eval(model, x)
+        update(model, name)
+        after = _eval(model, x)
+        assert not torch.equal(after, before), f"changing {name} left the output unchanged"
+        assert torch.equal(after, _fresh_output(model, x)), f"stale kernel after changing {name}"
+
+
+def test_span_cached_kernels_follow_optimizer_steps() -> None:
+    # Fine-tuning in eval mode, with an eval-mode validation between steps.
+    model = _span()
+    x = torch.rand(1, 3, 6, 5)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(2):
+        before = _eval(model, x)
+        optimizer.zero_grad()
+        model(x).square().mean().backward()
+        optimizer.step()
+        after = _eval(model, x)
+        assert not torch.equal(after, before)
+        assert torch.equal(after, _fresh_output(model, x))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
+def test_span_cached_kernels_follow_dtype_changes(dtype: torch.dtype) -> None:
+    model = _span()
+    x = torch.rand(1, 3, 6, 5)
+    _eval(model, x)
+    y = _eval(model.to(dtype), x.to(dtype))
+    assert y.dtype == dtype
+    assert torch.equal(y, _fresh_output(model, x.to(dtype)))
+    # Back to float32 (rounded through float16, the weights have changed).
+    assert torch.equal(_eval(model.float(), x), _fresh_output(model, x))
+
+
+def test_span_cached_kernels_follow_autocast() -> None:
+    # CPU autocast runs the bias's matrix products in bfloat16: a kernel cached under autocast
+    # is not the one a full-precision forward computes.
+    model = _span()
+    x = torch.rand(1, 3, 6, 5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _eval(model, x)
+    assert torch.equal(_eval(model, x), _fresh_output(model, x))
+
+
+def test_span_cache_stays_out_of_saved_state() -> None:
+    model = _span()
+    keys, buffers = list(model.state_dict()), [n for n, _ in model.named_buffers()]
+    pickled = len(pickle.dumps(model))
+    x = torch.rand(1, 3, 6, 5)
+    y = _eval(model, x)
+    assert list(model.state_dict()) == keys
+    assert [n for n, _ in model.named_buffers()] == buffers
+    assert len(pickle.dumps(model)) == pickled
+    twin = srzoo.create("span", 2, **TINY["span"]).eval()
+    twin.load_state_dict(model.state_dict(), strict=True)
+    assert torch.equal(_eval(twin, x), y)
+    # A deep copy computes from its own tensors: changing them changes only the copy.
+    copied = copy.deepcopy(model)
+    _scale_through_data(copied, "conv_2.conv.1.weight")
+    assert torch.equal(_eval(copied, x), _fresh_output(copied, x))
+    assert not torch.equal(_eval(copied, x), y)
+    assert torch.equal(_eval(model, x), y)
+    assert torch.equal(_eval(pickle.loads(pickle.dumps(model)), x), y)
+
+
+def test_span_trains_through_the_fused_kernels_in_eval_mode() -> None:
+    model = _span()
+    x = torch.rand(1, 3, 6, 5)
+    _eval(model, x)  # a cache that must not be used: it is detached from the parameters
+    model(x).square().mean().backward()
+    for name, p in model.named_parameters():
+        if ".sk." in name or ".conv." in name:
+            assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient reached {name}"
+
+
+def test_span_input_gradients_through_cached_kernels() -> None:
+    # A frozen model differentiated with respect to its input (attacks, perceptual guidance):
+    # the cached kernel, even one built in inference mode, is saved for the backward pass.
+    model = _span().requires_grad_(False)
+    x = torch.rand(1, 3, 6, 5)
+    with torch.inference_mode():
+        model(x)
+    xg = x.clone().requires_grad_()
+    model(xg).square().mean().backward()
+    twin = _span().requires_grad_(True)
+    xt = x.clone().requires_grad_()
+    twin(xt).square().mean().backward()
+    assert xg.grad is not None and xt.grad is not None
+    torch.testing.assert_close(xg.grad, xt.grad, rtol=0, atol=0)
+
+
+def test_span_compiles_with_cached_kernels() -> None:
+    torch._dynamo.reset()
+    model = _span()
+    x = torch.rand(1, 3, 8, 7)
+    before = _eval(model, x)
+    compiled = torch.compile(model, fullgraph=True, backend="eager")
+    torch.testing.assert_close(_eval(compiled, x), before, rtol=1e-5, atol=1e-5)
+    _scale_through_data(model, "block_1.c1_r.conv.1.weight")
+    after = _eval(model, x)
+    assert not torch.equal(after, before)
+    torch.testing.assert_close(_eval(compiled, x), after, rtol=1e-5, atol=1e-5)
 
 
 # --------------------------------------------------------------------------------------------

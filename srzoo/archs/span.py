@@ -10,22 +10,60 @@ Each :class:`Conv3XC` trains as three stacked convolutions plus a 1x1 shortcut a
 mode, as the single 3x3 convolution they are equivalent to. The original recomputes that kernel
 at every eval forward and writes it into ``eval_conv``; srzoo computes it the same way but
 functionally (the module is never modified in forward), so the checkpoints' ``eval_conv`` tensors
-are kept only to load and save the official layout and are never read.
+are kept only to load and save the official layout and are never read. On the CPU, eval forwards
+that need no gradient through the parameters reuse the fused kernel until a tensor it is computed
+from changes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import cast
+from typing import Any, NamedTuple, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..registry import ModelSpec, Paper, WeightSpec, register_model
-from ._blocks import DIV2K_RGB_MEAN
+from ._blocks import DIV2K_RGB_MEAN, pixel_shuffle_head
 
 __all__ = ["SPAB", "SPAN", "Conv3XC"]
+
+# Exact types only: fake, functional and other subclass tensors take the uncached path.
+_PLAIN_TENSORS = (torch.Tensor, nn.Parameter)
+# Integer types of each floating-point element size, to compare values bit for bit.
+_BITS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+_Layout = tuple[tuple[torch.device, torch.dtype, torch.Size, tuple[int, ...]], ...]
+_Key = tuple[_Layout, bool, torch.dtype]
+
+
+def _key(tensors: Sequence[torch.Tensor]) -> _Key:
+    """Everything besides the tensors' values that the fused kernel depends on."""
+    layout = tuple((t.device, t.dtype, t.shape, t.stride()) for t in tensors)
+    # Autocast runs the kernel's matrix products at lower precision.
+    device = tensors[0].device.type
+    return layout, torch.is_autocast_enabled(device), torch.get_autocast_dtype(device)
+
+
+def _bits(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The tensors' values, flattened and concatenated, as integers with the same bits.
+
+    Comparing bits is exact (-0.0 differs from 0.0, a NaN equals itself) and about twice as
+    fast as comparing floats; one flat tensor means one comparison, and on an accelerator one
+    wait for its result, per module.
+    """
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    return flat.view(_BITS[flat.element_size()])
+
+
+class _FusedKernel(NamedTuple):
+    """A fused kernel, what it was computed under, and a copy of its source tensors' bits."""
+
+    key: _Key
+    bits: torch.Tensor
+    weight: torch.Tensor
+    bias: torch.Tensor
 
 
 class Conv3XC(nn.Module):
@@ -36,6 +74,10 @@ class Conv3XC(nn.Module):
         c_out: Output channels.
         gain: Expansion of the hidden layers.
     """
+
+    # The eval-mode kernel cache: a plain attribute, so never in the state dict; a class-level
+    # default, so instances unpickled without it start empty.
+    _fused: _FusedKernel | None = None
 
     def __init__(self, c_in: int, c_out: int, *, gain: int = 2) -> None:
         super().__init__()
@@ -68,10 +110,55 @@ class Conv3XC(nn.Module):
         bias = w3 @ hidden + b3 + b_sk
         return weight, bias
 
+    def _sources(self) -> tuple[torch.Tensor, ...]:
+        convs = (*(cast(nn.Conv2d, self.conv[i]) for i in range(3)), self.sk)
+        return tuple(t for c in convs for t in (c.weight, cast(torch.Tensor, c.bias)))
+
+    def _eval_kernel(self) -> tuple[torch.Tensor, torch.Tensor]:
+        # The cached kernel is reused while the eight source tensors have the bits, devices,
+        # dtypes, shapes and strides, and autocast has the state, they had when it was computed:
+        # the kernel is a deterministic function of exactly these, so a reused kernel is the one
+        # a fresh computation would give. Comparing contents rather than version counters also
+        # catches writes through ``param.data`` (EMA updates, older optimisers), which leave
+        # ``param._version`` unchanged. Graph capture (torch.compile, export, FX, JIT tracing),
+        # dispatch modes (fake tensors, FLOP counters), meta and subclass tensors, and autograd
+        # through the parameters always compute the kernel afresh, inside the graph. So do
+        # accelerators: there the fused kernel costs little and runs asynchronously, while the
+        # comparison would make the host wait for the device once per module.
+        sources = self._sources()
+        if (
+            torch.compiler.is_compiling()
+            or torch._C._get_tracing_state() is not None
+            or torch._C._len_torch_dispatch_stack() > 0
+            or not all(
+                type(t) in _PLAIN_TENSORS and t.is_floating_point() and t.device.type == "cpu"
+                for t in sources
+            )
+            or (torch.is_grad_enabled() and any(t.requires_grad for t in sources))
+        ):
+            return self.fused_kernel()
+        cached = self._fused
+        key = _key(sources)
+        if cached is not None and cached.key == key and torch.equal(_bits(sources), cached.bits):
+            return cached.weight, cached.bias
+        # Outside inference mode, so that the cache can later be saved for a backward pass
+        # through the input.
+        with torch.inference_mode(False), torch.no_grad():
+            weight, bias = self.fused_kernel()
+            bits = _bits(sources)
+        self._fused = _FusedKernel(key, bits, weight, bias)
+        return weight, bias
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickles and deep copies leave the cache behind; it is rebuilt from their own tensors.
+        state: dict[str, Any] = super().__getstate__()  # type: ignore[no-untyped-call]
+        state["_fused"] = None
+        return state
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
             return self.conv(F.pad(x, (1, 1, 1, 1))) + self.sk(x)
-        weight, bias = self.fused_kernel()
+        weight, bias = self._eval_kernel()
         return F.conv2d(x, weight, bias, padding=1)
 
 
@@ -151,9 +238,7 @@ class SPAN(nn.Module):
         self.block_6 = SPAB(channels=nf)
         self.conv_cat = nn.Conv2d(4 * nf, nf, 1)
         self.conv_2 = Conv3XC(nf, nf)
-        self.upsampler = nn.Sequential(
-            nn.Conv2d(nf, num_out_ch * scale**2, 3, padding=1), nn.PixelShuffle(scale)
-        )
+        self.upsampler = pixel_shuffle_head(nf, num_out_ch, scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feat = self.conv_1((x - self.mean.to(x.dtype)) * self.img_range)
