@@ -87,16 +87,15 @@ class ReportedMetric:
 
 
 def set5_set14(
-    scale: int, set5: float, set14: float, *, source: str, metric: str = "psnr_y"
+    scale: int, set5: float, set14: float, *, source: str
 ) -> tuple[ReportedMetric, ReportedMetric]:
-    """The Set5 and Set14 numbers of one row of a paper's benchmark table.
+    """The Set5 and Set14 Y-PSNR of one row of a paper's benchmark table.
 
     Args:
         scale: Upscaling factor.
         set5: Value on Set5.
         set14: Value on Set14.
         source: Where the numbers come from (paper table, README, ...).
-        metric: What was measured.
 
     Returns:
         ``(Set5 metric, Set14 metric)``.
@@ -106,8 +105,8 @@ def set5_set14(
         'Set14'
     """
     return (
-        ReportedMetric(set5, "Set5", scale, metric, source=source),
-        ReportedMetric(set14, "Set14", scale, metric, source=source),
+        ReportedMetric(set5, "Set5", scale, "psnr_y", source=source),
+        ReportedMetric(set14, "Set14", scale, "psnr_y", source=source),
     )
 
 
