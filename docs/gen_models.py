@@ -1,16 +1,23 @@
 """Write docs/models.md from the registry, so the model table never drifts from the code.
 
-Usage: python docs/gen_models.py
+Usage: python docs/gen_models.py            (rewrite docs/models.md)
+       python docs/gen_models.py --check    (exit 1 if docs/models.md is stale)
+
+tests/test_docs.py fails when the checked-in table differs from what this script writes.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import srzoo
 
+OUT = Path(__file__).with_name("models.md")
 
-def main() -> None:
+
+def render() -> str:
+    """The text of docs/models.md for the models registered now."""
     lines = [
         "# Models",
         "",
@@ -47,9 +54,18 @@ def main() -> None:
                 f"| {reported or '-'} |"
             )
         lines.append("")
-    out = Path(__file__).with_name("models.md")
-    out.write_text("\n".join(lines) + "\n")
-    print(f"wrote {out}")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    text = render()
+    if "--check" in sys.argv[1:]:
+        if OUT.read_text() != text:
+            print(f"{OUT} is stale: run python docs/gen_models.py", file=sys.stderr)
+            raise SystemExit(1)
+        return
+    OUT.write_text(text)
+    print(f"wrote {OUT}")
 
 
 if __name__ == "__main__":

@@ -11,32 +11,45 @@ Example:
 from __future__ import annotations
 
 from . import metrics
+from ._version import __version__
 from .api import DEFAULT_MODEL, DEFAULT_WEIGHTS, create, load, load_default
+from .compare import compare
+from .contract import ModelConfig, SRModel, model_config
 from .errors import (
+    ArgumentError,
+    ArgumentTypeError,
+    ImageReadError,
     IncompatibleWeightsError,
+    MissingDependencyError,
     SrzooError,
+    TileOutOfMemoryError,
     UnknownModelError,
     UnsupportedScaleError,
     WeightsError,
 )
 from .evaluation import EvalResult, evaluate
 from .hub import save_pretrained
-from .inference import compare, upscale
+from .inference import upscale
 from .registry import ModelSpec, Paper, ReportedMetric, WeightSpec, list_models, model_info
 from .registry import register_model as register_model
 from .weights import download
 
-__version__ = "0.1.0"
-
 __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_WEIGHTS",
+    "ArgumentError",
+    "ArgumentTypeError",
     "EvalResult",
+    "ImageReadError",
     "IncompatibleWeightsError",
+    "MissingDependencyError",
+    "ModelConfig",
     "ModelSpec",
     "Paper",
     "ReportedMetric",
+    "SRModel",
     "SrzooError",
+    "TileOutOfMemoryError",
     "UnknownModelError",
     "UnsupportedScaleError",
     "WeightSpec",
@@ -50,6 +63,7 @@ __all__ = [
     "load",
     "load_default",
     "metrics",
+    "model_config",
     "model_info",
     "register_model",
     "save_pretrained",

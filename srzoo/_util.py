@@ -11,8 +11,20 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-__all__ = ["atomic_write", "show_progress"]
+import torch
+from torch import nn
+
+__all__ = [
+    "atomic_write",
+    "matlab_cubic",
+    "parameter_device_dtype",
+    "progress_bar",
+    "show_progress",
+    "unwrap_compiled",
+    "write_text_atomic",
+]
 
 
 def show_progress(progress: bool | None) -> bool:
@@ -70,3 +82,130 @@ def atomic_write(target: Path, *, suffix: str = ".tmp", mkstemp: bool = True) ->
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` so that readers never see a partial file.
+
+    Args:
+        path: The file to write; its folder must exist.
+        text: The whole new content.
+
+    Raises:
+        OSError: The file cannot be written; the old one is kept and nothing else is left.
+
+    Example:
+        >>> write_text_atomic(Path("config.json"), "{}")
+    """
+    with atomic_write(path, suffix=".tmp") as tmp:
+        tmp.write_text(text)
+
+
+class _NoBar:
+    """What :func:`progress_bar` returns when no bar is drawn: every call does nothing."""
+
+    def update(self, n: int = 1) -> None:
+        del n
+
+    def reset(self, total: int | None = None) -> None:
+        del total
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def progress_bar(
+    progress: bool | None, *, total: int | None, desc: str, unit: str, **options: Any
+) -> Any:
+    """A tqdm bar when :func:`show_progress` says so, else an object whose calls do nothing.
+
+    tqdm is imported only when a bar is drawn, which keeps ``import srzoo`` cheap.
+
+    Args:
+        progress: The caller's choice; ``None`` draws a bar only when stderr is a terminal.
+        total: Number of steps (``None``: unknown).
+        desc: Text before the bar.
+        unit: What one step is (``"image"``, ``"tile"``, ``"B"``).
+        **options: Further tqdm options (``unit_scale``, ``leave``, ...).
+
+    Returns:
+        Something with ``update(n)``, ``reset(total)``, ``close()`` that is also a context
+        manager.
+
+    Example:
+        >>> with progress_bar(None, total=3, desc="evaluate", unit="image") as bar:
+        ...     bar.update(1)
+    """
+    if not show_progress(progress):
+        return _NoBar()
+    from tqdm import tqdm
+
+    options.setdefault("leave", False)
+    options.setdefault("dynamic_ncols", True)
+    return tqdm(total=total, desc=desc, unit=unit, **options)
+
+
+def parameter_device_dtype(module: nn.Module) -> tuple[torch.device | None, torch.dtype | None]:
+    """Where a module computes: the device and dtype of its first floating-point parameter.
+
+    Args:
+        module: Any module.
+
+    Returns:
+        ``(device, dtype)``, or ``(None, None)`` for a module without floating-point parameters.
+
+    Example:
+        >>> parameter_device_dtype(nn.Conv2d(3, 3, 3))
+        (device(type='cpu'), torch.float32)
+    """
+    for p in module.parameters():
+        if p.is_floating_point():
+            return p.device, p.dtype
+    return None, None
+
+
+def matlab_cubic(x: torch.Tensor) -> torch.Tensor:
+    """Keys' cubic convolution kernel with ``a = -0.5``, the kernel of MATLAB's ``'bicubic'``.
+
+    PyTorch's own ``bicubic`` uses ``a = -0.75``; the SR literature's low-resolution inputs and
+    the MATLAB-trained classics (SRCNN, VDSR) need this one.
+
+    Args:
+        x: Distances from the sample point, any shape and floating dtype.
+
+    Returns:
+        The kernel's value at each distance (0 beyond 2), same shape and dtype.
+
+    Example:
+        >>> matlab_cubic(torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0]))
+        tensor([ 1.0000,  0.5625,  0.0000, -0.0625,  0.0000])
+    """
+    ax = x.abs()
+    ax2 = ax * ax
+    ax3 = ax2 * ax
+    inner = (1.5 * ax3 - 2.5 * ax2 + 1.0) * (ax <= 1).to(x.dtype)
+    outer = (-0.5 * ax3 + 2.5 * ax2 - 4.0 * ax + 2.0) * ((ax > 1) & (ax <= 2)).to(x.dtype)
+    return inner + outer
+
+
+def unwrap_compiled(model: nn.Module) -> nn.Module:
+    """The module inside a ``torch.compile`` wrapper, or ``model`` itself.
+
+    Args:
+        model: A module, compiled or not.
+
+    Returns:
+        The original module (whose attributes and state dict keys srzoo reads).
+
+    Example:
+        >>> unwrap_compiled(torch.compile(net)) is net
+        True
+    """
+    inner = getattr(model, "_orig_mod", None)
+    return inner if isinstance(inner, nn.Module) else model

@@ -6,25 +6,24 @@ name -> :class:`~srzoo.registry.ModelSpec` -> module (built on the meta device w
 
 from __future__ import annotations
 
-import functools
 import os
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
+from .contract import Fusable, ModelConfig, set_model_config
 from .errors import IncompatibleWeightsError, UnsupportedScaleError, WeightsError
-from .hub import CONFIG_KEY, resolve_pretrained
+from .hub import resolve_pretrained
 from .registry import ModelSpec, StateDict, get_spec
 from .weights import (
     PICKLE_SUFFIXES,
-    _registered_weights,
     load_registered_weights,
     read_state_dict,
+    registered_weights,
 )
 
 __all__ = [
@@ -82,6 +81,7 @@ def load(
     strict: bool = True,
     progress: bool | None = None,
     channels_last: bool = True,
+    fuse: bool = True,
     **overrides: Any,
 ) -> nn.Module:
     """Build a model, fill it with weights, and return it ready for inference.
@@ -102,6 +102,9 @@ def load(
             convolutions markedly faster on CPUs (oneDNN) and for half precision on GPUs.
             Outputs are then channels-last tensors too (same shape and values; call
             ``.contiguous()`` where plain NCHW strides are needed).
+        fuse: Fold re-parameterisable training branches into plain convolutions for
+            inference (networks with a ``fuse()`` method, such as SPAN). Outputs are unchanged
+            (to 1e-5); ``model.train()`` returns to the training branches.
         **overrides: Constructor arguments replacing the variant's defaults.
 
     Returns:
@@ -120,14 +123,14 @@ def load(
     """
     if name.startswith(("local-dir:", "hf-hub:")):
         model = _load_pretrained_folder(name, scale, weights, strict, progress, overrides)
-        return _finish(model, device, dtype, channels_last)
+        return _finish(model, device, dtype, channels_last, fuse)
     spec = get_spec(name)
     s = spec.scale if scale is None else scale
     spec.check_scale(s)
     if weights is None:
         model = spec.build(s, **overrides)
         _remember(model, spec, s, overrides)
-        return _finish(model, device, dtype, channels_last)
+        return _finish(model, device, dtype, channels_last, fuse)
     state, source = _resolve_weights(spec, s, weights, progress=progress)
     model = load_weights_into(
         spec,
@@ -139,7 +142,7 @@ def load(
         channels_last=channels_last,
         **overrides,
     )
-    return _finish(model, device, None, False)
+    return _finish(model, device, None, False, fuse)
 
 
 def load_default(
@@ -189,12 +192,17 @@ def _finish(
     device: str | torch.device | None,
     dtype: torch.dtype | None,
     channels_last: bool,
+    fuse: bool,
 ) -> nn.Module:
     if device is not None or dtype is not None:
         model.to(device=device, dtype=dtype)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    return model.eval()
+    model.eval()
+    if fuse and isinstance(model, Fusable):
+        # Last, so that the fused kernels are computed in the final device and dtype.
+        model.fuse()
+    return model
 
 
 def _is_path(weights: str | os.PathLike[str]) -> bool:
@@ -209,69 +217,39 @@ def _is_path(weights: str | os.PathLike[str]) -> bool:
     )
 
 
-_INIT_FUNCTIONS = (
-    "uniform_",
-    "normal_",
-    "trunc_normal_",
-    "constant_",
-    "zeros_",
-    "ones_",
-    "eye_",
-    "dirac_",
-    "xavier_uniform_",
-    "xavier_normal_",
-    "kaiming_uniform_",
-    "kaiming_normal_",
-    "orthogonal_",
-    "sparse_",
+_INIT_FUNCTIONS = frozenset(
+    fn
+    for name in dir(nn.init)
+    if name.endswith("_") and not name.startswith("_") and callable(fn := getattr(nn.init, name))
 )
-_init_lock = threading.Lock()
-_init_users = 0
-_init_originals: dict[str, Callable[..., Any]] = {}
 
 
-def _skip_meta(fn: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    def init(tensor: Any, *args: Any, **kwargs: Any) -> Any:
-        if isinstance(tensor, torch.Tensor) and tensor.is_meta:
-            return tensor
-        return fn(tensor, *args, **kwargs)
+class _SkipInitOnMeta(TorchFunctionMode):
+    """Skip ``torch.nn.init`` calls on meta tensors while a module is built for loading.
 
-    return init
+    Random initialisation of meta tensors computes nothing, yet it costs about half the build
+    time of deep models. ``nn.init`` functions dispatch through ``__torch_function__``, so a
+    function mode (thread-local, like the ``torch.device`` context it runs beside) can return the
+    meta tensor as it is; real tensors are initialised as usual.
+    """
 
-
-@contextmanager
-def _no_init_on_meta() -> Iterator[None]:
-    # Random initialisation of meta tensors computes nothing, yet it dominates the build time of
-    # deep models (each init op goes through Python decompositions). The wrappers skip only meta
-    # tensors, so another thread building a real module meanwhile is initialised as usual.
-    global _init_users
-    with _init_lock:
-        if _init_users == 0:
-            for name in _INIT_FUNCTIONS:
-                fn = getattr(nn.init, name, None)
-                if fn is not None:
-                    _init_originals[name] = fn
-                    setattr(nn.init, name, _skip_meta(fn))
-        _init_users += 1
-    try:
-        yield
-    finally:
-        with _init_lock:
-            _init_users -= 1
-            if _init_users == 0:
-                for name, fn in _init_originals.items():
-                    setattr(nn.init, name, fn)
-                _init_originals.clear()
+    def __torch_function__(
+        self,
+        func: Callable[..., Any],
+        types: Any,
+        args: tuple[Any, ...] = (),
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> Any:
+        kwargs = kwargs or {}
+        if func in _INIT_FUNCTIONS:
+            tensor = args[0] if args else kwargs.get("tensor")
+            if isinstance(tensor, torch.Tensor) and tensor.is_meta:
+                return tensor
+        return func(*args, **kwargs)
 
 
 def _remember(model: nn.Module, spec: ModelSpec, scale: int, overrides: dict[str, Any]) -> None:
-    # A plain dict attribute, not a submodule or buffer: state dicts stay exactly as they were.
-    setattr(
-        model,
-        CONFIG_KEY,
-        {"architecture": spec.name, "scale": scale, "model_args": {**spec.defaults, **overrides}},
-    )
+    set_model_config(model, ModelConfig(spec.name, scale, {**spec.defaults, **overrides}))
 
 
 def _load_pretrained_folder(
@@ -317,7 +295,7 @@ def _resolve_weights(
     is_tag = isinstance(weights, str) and any(w.tag == weights for w in spec.weights)
     if not is_tag and _is_path(weights):
         return read_state_dict(weights), str(weights)
-    ws = _registered_weights(
+    ws = registered_weights(
         spec,
         scale,
         str(weights),
@@ -366,7 +344,7 @@ def load_weights_into(
     Example:
         >>> net = load_weights_into(srzoo.model_info("edsr"), 4, read_state_dict(path))
     """
-    with torch.device("meta"), _no_init_on_meta():
+    with torch.device("meta"), _SkipInitOnMeta():
         model = spec.build(scale, **overrides)
     if spec.converter is not None:
         state = spec.converter(dict(state), model)
@@ -389,10 +367,7 @@ def load_weights_into(
         for k, v in state.items()
         if k in expected
     }
-    if not missing and _plain_loading(model):
-        _assign(model, typed)
-    else:
-        model.load_state_dict(typed, strict=strict, assign=True)
+    model.load_state_dict(typed, strict=strict, assign=True)
     if any(t.is_meta for t in [*model.parameters(), *model.buffers()]):
         # Something the checkpoint does not hold (a non-strict load, a non-persistent buffer)
         # is still on the meta device: build a real module instead and copy into it.
@@ -411,34 +386,3 @@ def _prepare(t: torch.Tensor, dtype: torch.dtype, channels_last: bool) -> torch.
     if channels_last and t.dim() == 4:
         t = t.contiguous(memory_format=torch.channels_last)
     return t
-
-
-_DEFAULT_LOADERS = (
-    nn.Module._load_from_state_dict,
-    nn.modules.batchnorm._NormBase._load_from_state_dict,
-)
-
-
-def _plain_loading(model: nn.Module) -> bool:
-    # load_state_dict walks every module and scans the whole state dict for each one, which
-    # costs more than the rest of loading for deep networks. Where no module customises how it
-    # loads (hooks, an overridden _load_from_state_dict), assigning directly is equivalent.
-    for module in model.modules():
-        if type(module)._load_from_state_dict not in _DEFAULT_LOADERS:
-            return False
-        if module._load_state_dict_pre_hooks or module._load_state_dict_post_hooks:
-            return False
-    return True
-
-
-def _assign(model: nn.Module, state: StateDict) -> None:
-    modules = dict(model.named_modules(remove_duplicate=False))
-    for key, value in state.items():
-        owner, _, attr = key.rpartition(".")
-        module = modules[owner]
-        if attr in module._parameters:
-            old = module._parameters[attr]
-            requires_grad = old.requires_grad if old is not None else True
-            module._parameters[attr] = nn.Parameter(value, requires_grad=requires_grad)
-        else:
-            module._buffers[attr] = value

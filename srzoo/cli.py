@@ -19,7 +19,14 @@ from typing import Any
 
 import torch
 
-from ._util import atomic_write, show_progress
+from ._util import atomic_write, progress_bar, show_progress
+from .api import load, load_default
+from .errors import SrzooError
+from .evaluation import evaluate
+from .image import IMAGE_SUFFIXES, read_image_array, write_image
+from .inference import upscale
+from .registry import get_spec, list_models
+from .weights import download
 
 __all__ = ["main"]
 
@@ -161,8 +168,6 @@ def _error(message: str) -> None:
 
 
 def _one_line(error: BaseException) -> str:
-    from .errors import SrzooError
-
     text = " ".join(str(error).split()) or type(error).__name__
     if isinstance(error, (SrzooError, ValueError, TypeError, OSError)):
         return text
@@ -170,8 +175,6 @@ def _one_line(error: BaseException) -> str:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from .registry import get_spec, list_models
-
     names = list_models(args.pattern, pretrained=args.pretrained)
     if not names:
         _error(f"no model matches {args.pattern!r}" if args.pattern else "no models registered")
@@ -186,9 +189,6 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from .errors import SrzooError
-    from .registry import get_spec
-
     try:
         spec = get_spec(args.name)
     except SrzooError as error:
@@ -231,14 +231,6 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
-    import srzoo
-
-    from .errors import SrzooError
-
-    download: Any = getattr(srzoo, "download", None)
-    if download is None:
-        _error("this version of srzoo has no download(); weights cannot be fetched")
-        return 2
     progress = False if args.quiet else None
     try:
         path = download(args.name, args.scale, progress=progress)
@@ -250,10 +242,6 @@ def _cmd_download(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from .api import load
-    from .errors import SrzooError
-    from .evaluation import evaluate
-
     try:
         weights = args.weights if args.weights is not None else "default"
         model = load(args.name, args.scale, weights=weights, device=args.device)
@@ -291,8 +279,6 @@ class _Job:
 def _walk(inputs: Sequence[str], out_dir: Path, suffix: str) -> Iterator[_Job | str]:
     """Files to upscale with their outputs (names kept, relative paths kept inside folders),
     or one error line for an input that does not exist."""
-    from .image import IMAGE_SUFFIXES
-
     for item in inputs:
         path = Path(item)
         if path.is_dir():
@@ -312,11 +298,6 @@ def _walk(inputs: Sequence[str], out_dir: Path, suffix: str) -> Iterator[_Job | 
 
 
 def _cmd_upscale(args: argparse.Namespace) -> int:
-    from .api import load, load_default
-    from .errors import SrzooError
-    from .image import read_image_array, write_image
-    from .inference import upscale
-
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = _DTYPES[args.dtype]
     try:
@@ -341,12 +322,7 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
     claimed: dict[Path, Path] = {}
     written = skipped = 0
     show = show_progress(False if args.quiet else None)
-    bar: Any = None
-    if show:
-        from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
-
-        bar = tqdm(total=len(todo), unit="image", dynamic_ncols=True)
-    try:
+    with progress_bar(show, total=len(todo), desc="upscale", unit="image", leave=True) as bar:
         for job in todo:
             if job.target.resolve() == job.source.resolve():
                 failures.append(f"{job.source}: the output would replace its input")
@@ -376,11 +352,7 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
                     if str(job.source) not in message:
                         message = f"{job.source}: {message}"
                     failures.append(message)
-            if bar is not None:
-                bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
+            bar.update(1)
     summary = f"{written} written, {skipped} skipped (already exist), {len(failures)} failed"
     print(f"{summary}; outputs in {args.output}")
     for line in failures:

@@ -9,8 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 __all__ = [
+    "ArgumentError",
+    "ArgumentTypeError",
+    "ImageReadError",
     "IncompatibleWeightsError",
+    "MissingDependencyError",
     "SrzooError",
+    "TileOutOfMemoryError",
     "UnknownModelError",
     "UnsupportedScaleError",
     "WeightsError",
@@ -19,6 +24,32 @@ __all__ = [
 
 class SrzooError(Exception):
     """Base class of every error srzoo raises on purpose."""
+
+
+class ArgumentError(SrzooError, ValueError):
+    """An argument with a value srzoo cannot use (a negative overlap, an empty image, ...).
+
+    Also a :class:`ValueError`, so code written against the standard exceptions still catches it.
+    """
+
+
+class ArgumentTypeError(SrzooError, TypeError):
+    """An argument of a type srzoo cannot use (a list where an image belongs, ...).
+
+    Also a :class:`TypeError`, so code written against the standard exceptions still catches it.
+    """
+
+
+class MissingDependencyError(SrzooError, ImportError):
+    """An optional package a feature needs is not installed; the message names the extra."""
+
+
+class ImageReadError(SrzooError, ValueError):
+    """A file that is not a readable, non-empty image."""
+
+
+class TileOutOfMemoryError(SrzooError, RuntimeError):
+    """The model ran out of memory even on the smallest tile allowed."""
 
 
 class UnknownModelError(SrzooError, KeyError):

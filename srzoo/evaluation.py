@@ -21,9 +21,11 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-from ._util import show_progress
-from .errors import SrzooError
+from ._util import progress_bar
+from .contract import model_scale
+from .errors import ArgumentError, SrzooError
 from .image import IMAGE_SUFFIXES, read_image
+from .inference import resolve_model, upscale
 from .metrics import imresize, psnr, ssim
 
 __all__ = ["EvalResult", "ImageScore", "evaluate"]
@@ -105,7 +107,7 @@ class EvalResult:
         out = Path(path)
         kind = format or ("csv" if out.suffix.lower() == ".csv" else "json")
         if kind not in ("csv", "json"):
-            raise ValueError(f"format must be 'csv' or 'json', not {format!r}")
+            raise ArgumentError(f"format must be 'csv' or 'json', not {format!r}")
         if kind == "csv":
             with out.open("w", newline="") as f:
                 writer = csv.writer(f)
@@ -193,16 +195,11 @@ def evaluate(
         >>> result = srzoo.evaluate("imdn", "Set14/HR", scale=4)
         >>> print(f"{result.psnr:.2f} dB")
     """
-    from .inference import _resolve_model, upscale
-
     # Once, not per image: a module on another device would otherwise be copied for every image.
-    model, _ = _resolve_model(model, scale if isinstance(model, str) else None, device, None)
-    s = int(scale if scale is not None else getattr(model, "scale", 0))
-    if s < 1:
-        raise SrzooError("pass scale=...: the model has no `scale` attribute.")
-    model_scale = getattr(model, "scale", s)
-    if model_scale != s:
-        raise SrzooError(f"the model upscales x{model_scale}, but scale={s} was asked for.")
+    model = resolve_model(model, scale=scale if isinstance(model, str) else None, device=device)
+    s = model_scale(model)
+    if scale is not None and scale != s:
+        raise ArgumentError(f"the model upscales x{s}, but scale={scale} was asked for.")
     border = s if crop_border is None else crop_border
     files = _images(Path(hr_dir))
     if names is not None:
@@ -213,14 +210,8 @@ def evaluate(
             raise SrzooError(f"no such images in {hr_dir}: {', '.join(sorted(missing))}")
     lr_folder = Path(lr_dir) if lr_dir is not None else None
 
-    show = show_progress(progress)
-    bar: Any = None
-    if show:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(files), desc="evaluate", unit="image", leave=False)
     scores: list[ImageScore] = []
-    try:
+    with progress_bar(progress, total=len(files), desc="evaluate", unit="image") as bar:
         for hr_path in files:
             hr = _read_rgb(hr_path)
             if lr_folder is None:
@@ -249,9 +240,5 @@ def evaluate(
                     ssim(sr, ref, crop_border=border, y_channel=y_channel),
                 )
             )
-            if bar is not None:
-                bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
+            bar.update(1)
     return EvalResult(scale=s, images=tuple(scores), y_channel=y_channel, crop_border=border)

@@ -21,9 +21,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import WeightsError
+from ._util import write_text_atomic
+from ._version import __version__
+from .contract import CONFIG_ATTR, model_config, model_scale, unwrap_compiled
+from .errors import ArgumentError, ArgumentTypeError, WeightsError
 from .registry import get_spec
-from .weights import _write_text_atomic, hub_download, save_safetensors_atomic
+from .weights import hub_download, save_safetensors_atomic
 
 __all__ = [
     "CONFIG_KEY",
@@ -36,8 +39,8 @@ __all__ = [
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-CONFIG_KEY = "srzoo_config"
-"""Attribute srzoo sets on every module it builds: ``{"architecture", "scale", "model_args"}``."""
+CONFIG_KEY = CONFIG_ATTR
+"""Attribute srzoo sets on every module it builds (see :mod:`srzoo.contract`)."""
 
 FORMAT_VERSION = 1
 
@@ -89,30 +92,30 @@ def save_pretrained(
         PosixPath('my-edsr')
         >>> srzoo.load("local-dir:my-edsr/")
     """
-    from . import __version__
-
-    module = getattr(model, "_orig_mod", model)  # a torch.compile wrapper holds the module
-    if not isinstance(module, nn.Module):
-        raise ValueError(f"save_pretrained needs a torch.nn.Module, not {type(model).__name__}")
-    recorded = getattr(module, CONFIG_KEY, None)
-    if name is None and not isinstance(recorded, Mapping):
-        raise ValueError(
+    if not isinstance(model, nn.Module):
+        raise ArgumentTypeError(
+            f"save_pretrained needs a torch.nn.Module, not {type(model).__name__}"
+        )
+    module = unwrap_compiled(model)
+    recorded = model_config(module)
+    if name is None and recorded is None:
+        raise ArgumentError(
             f"srzoo does not know which architecture this {type(module).__name__} is (it was not "
             "built by srzoo.load or srzoo.create). Pass name=, e.g. "
             "save_pretrained(model, directory, name='edsr')."
         )
-    if isinstance(recorded, Mapping) and (name is None or recorded.get("architecture") == name):
-        architecture = str(recorded["architecture"])
-        scale = int(recorded["scale"])
-        model_args = dict(recorded.get("model_args", {}))
+    if recorded is not None and (name is None or recorded.architecture == name):
+        architecture = recorded.architecture
+        scale = recorded.scale
+        model_args = dict(recorded.model_args)
     else:
         assert name is not None
         architecture = name
-        scale = int(getattr(module, "scale", 0))
+        scale = model_scale(module)
         model_args = {}
     spec = get_spec(architecture)
     if scale not in spec.scales:
-        raise ValueError(
+        raise ArgumentError(
             f"the module's scale ({scale}) is not one of {spec.name!r}'s scales {spec.scales}."
         )
     _check_rebuilds(module, architecture, scale, model_args)
@@ -131,7 +134,7 @@ def save_pretrained(
     try:
         text = json.dumps(config, indent=2, sort_keys=True) + "\n"
     except TypeError as e:
-        raise ValueError(
+        raise ArgumentError(
             f"the constructor arguments {model_args!r} cannot be written to config.json ({e})."
         ) from e
     folder = Path(directory)
@@ -143,7 +146,7 @@ def save_pretrained(
         state, folder / WEIGHTS_NAME, {"architecture": spec.name, "scale": str(scale)}
     )
     try:
-        _write_text_atomic(folder / CONFIG_NAME, text)
+        write_text_atomic(folder / CONFIG_NAME, text)
     except OSError as e:
         raise WeightsError(f"cannot write {folder / CONFIG_NAME} ({e}).") from e
     return folder
@@ -158,14 +161,14 @@ def _check_rebuilds(
         with torch.device("meta"):
             rebuilt = spec.build(scale, **model_args)
     except TypeError as e:
-        raise ValueError(
+        raise ArgumentError(
             f"{architecture!r} cannot be rebuilt from {dict(model_args)!r}: {e}"
         ) from e
     want = {k: tuple(v.shape) for k, v in rebuilt.state_dict().items()}
     have = {k: tuple(v.shape) for k, v in module.state_dict().items()}
     if want != have:
         diff = sorted(set(want) ^ set(have)) or sorted(k for k in want if want[k] != have[k])
-        raise ValueError(
+        raise ArgumentError(
             f"the module does not match {architecture!r} at x{scale} with arguments "
             f"{dict(model_args)!r} (differences at {', '.join(diff[:3])}). Build it with "
             "srzoo.create(name, scale, **args) so its arguments are recorded, or pass the "

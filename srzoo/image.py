@@ -21,8 +21,8 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from .errors import SrzooError
-from .metrics import _Y_COEFFS, _Y_OFFSET
+from .errors import ArgumentError, ArgumentTypeError, ImageReadError, MissingDependencyError
+from .metrics import Y_COEFFS, Y_OFFSET
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -35,6 +35,7 @@ __all__ = [
     "decode_png_file",
     "gray_from_rgb",
     "is_pil_image",
+    "pil_image_module",
     "pil_to_array",
     "read_image",
     "read_image_array",
@@ -55,14 +56,14 @@ _INSTALL_HINT = 'reading and writing images needs Pillow: pip install "srzoo[ima
 _YCBCR_MATRIX = (
     np.array(
         [
-            _Y_COEFFS,
+            Y_COEFFS,
             [-37.797, -74.203, 112.0],
             [112.0, -93.786, -18.214],
         ]
     )
     / 255.0
 )
-_YCBCR_OFFSET = np.array([_Y_OFFSET, 128.0, 128.0]) / 255.0
+_YCBCR_OFFSET = np.array([Y_OFFSET, 128.0, 128.0]) / 255.0
 _RGB_MATRIX = np.linalg.inv(_YCBCR_MATRIX).astype(np.float64)
 
 # ITU-R 601-2 luma, the weights of PIL's convert("L"): how a colour result becomes gray again.
@@ -71,15 +72,23 @@ _GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 _SUPPORTED_DTYPES = (np.uint8, np.uint16, np.float16, np.float32, np.float64)
 
 
-class ImageReadError(SrzooError, ValueError):
-    """A file that is not a readable, non-empty image."""
+def pil_image_module() -> Any:
+    """``PIL.Image``, imported on first use so that ``import srzoo`` does not need Pillow.
 
+    Returns:
+        The ``PIL.Image`` module.
 
-def _pil() -> Any:
+    Raises:
+        MissingDependencyError: Pillow is not installed; the message names the extra.
+
+    Example:
+        >>> pil_image_module().new("RGB", (4, 4)).size
+        (4, 4)
+    """
     try:
         from PIL import Image
     except ImportError as error:  # pragma: no cover - Pillow is installed in the test env
-        raise ImportError(_INSTALL_HINT) from error
+        raise MissingDependencyError(_INSTALL_HINT) from error
     return Image
 
 
@@ -128,7 +137,7 @@ def rgb_to_ycbcr(rgb: torch.Tensor) -> torch.Tensor:
         tensor([235.0000, 128.0000, 128.0000])
     """
     if rgb.ndim != 4 or rgb.shape[1] != 3:
-        raise ValueError(f"rgb_to_ycbcr expects (N, 3, H, W), got {tuple(rgb.shape)}")
+        raise ArgumentError(f"rgb_to_ycbcr expects (N, 3, H, W), got {tuple(rgb.shape)}")
     offset = torch.as_tensor(_YCBCR_OFFSET, dtype=rgb.dtype, device=rgb.device)
     return _apply_matrix(rgb, _YCBCR_MATRIX) + offset.view(1, 3, 1, 1)
 
@@ -148,7 +157,7 @@ def ycbcr_to_rgb(ycbcr: torch.Tensor) -> torch.Tensor:
         True
     """
     if ycbcr.ndim != 4 or ycbcr.shape[1] != 3:
-        raise ValueError(f"ycbcr_to_rgb expects (N, 3, H, W), got {tuple(ycbcr.shape)}")
+        raise ArgumentError(f"ycbcr_to_rgb expects (N, 3, H, W), got {tuple(ycbcr.shape)}")
     offset = torch.as_tensor(_YCBCR_OFFSET, dtype=ycbcr.dtype, device=ycbcr.device)
     return _apply_matrix(ycbcr - offset.view(1, 3, 1, 1), _RGB_MATRIX)
 
@@ -195,19 +204,19 @@ def check_array(array: npt.NDArray[Any], name: str = "image") -> npt.NDArray[Any
         (4, 5, 1)
     """
     if array.dtype.type not in _SUPPORTED_DTYPES:
-        raise TypeError(
+        raise ArgumentTypeError(
             f"{name}: unsupported dtype {array.dtype}; use uint8, uint16 or float in [0, 1]"
         )
     if array.ndim == 2:
         array = array[:, :, None]
     if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4):
-        raise ValueError(
+        raise ArgumentError(
             f"{name}: expected an (H, W) or (H, W, C) array with C in 1..4, got shape {array.shape}"
         )
     if array.shape[0] == 0 or array.shape[1] == 0:
-        raise ValueError(f"{name}: the image is empty (shape {array.shape})")
+        raise ArgumentError(f"{name}: the image is empty (shape {array.shape})")
     if array.dtype.kind == "f" and not np.isfinite(array).all():
-        raise ValueError(f"{name}: the image contains NaN or infinite values")
+        raise ArgumentError(f"{name}: the image contains NaN or infinite values")
     return array
 
 
@@ -232,11 +241,11 @@ def pil_to_array(image: PILImage.Image) -> tuple[npt.NDArray[Any], str]:
         >>> arr.shape, mode
         ((3, 4, 3), 'RGB')
     """
-    _pil()
+    pil_image_module()
     from PIL import ImageOps
 
     if image.width == 0 or image.height == 0:
-        raise ValueError(f"the image is empty ({image.width}x{image.height})")
+        raise ArgumentError(f"the image is empty ({image.width}x{image.height})")
     image = ImageOps.exif_transpose(image)
     mode = image.mode
     if mode == "1":
@@ -250,7 +259,7 @@ def pil_to_array(image: PILImage.Image) -> tuple[npt.NDArray[Any], str]:
     elif mode == "I":
         values = np.asarray(image)
         if values.size and (values.min() < 0 or values.max() > 65535):
-            raise ValueError("32-bit integer images are supported only with values in 0..65535")
+            raise ArgumentError("32-bit integer images are supported only with values in 0..65535")
         return values.astype(np.uint16), "I"
     elif mode == "F":
         return np.asarray(image, dtype=np.float32), "F"
@@ -273,7 +282,7 @@ def array_to_pil(array: npt.NDArray[Any], mode: str) -> PILImage.Image:
         >>> array_to_pil(np.zeros((3, 4, 3), np.uint8), "RGB").size
         (4, 3)
     """
-    image_mod = _pil()
+    image_mod = pil_image_module()
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     array = np.ascontiguousarray(array)
@@ -303,7 +312,7 @@ def _is_16bit_colour_png(path: Path) -> bool:
 
 
 def _open_checked(path: Path) -> PILImage.Image:
-    image_mod = _pil()
+    image_mod = pil_image_module()
     if not path.exists():
         raise ImageReadError(f"{path}: no such file")
     if path.is_dir():
@@ -340,7 +349,7 @@ def read_image(path: str | os.PathLike[str]) -> PILImage.Image:
     Example:
         >>> img = read_image("photo.png")
     """
-    _pil()
+    pil_image_module()
     from PIL import ImageOps
 
     p = Path(path)
@@ -552,11 +561,11 @@ def write_image(
     Example:
         >>> write_image("out.png", np.zeros((4, 4, 3), np.uint8))
     """
-    _pil()
+    pil_image_module()
     p = Path(path)
     name = (format or p.suffix.lstrip(".")).lower()
     if name not in _FORMATS:
-        raise ValueError(f"{p}: unknown image format {name!r}; use one of {sorted(_FORMATS)}")
+        raise ArgumentError(f"{p}: unknown image format {name!r}; use one of {sorted(_FORMATS)}")
     pil_format = _FORMATS[name]
     if is_pil_image(image):
         pil: PILImage.Image = image  # type: ignore[assignment]

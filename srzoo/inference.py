@@ -1,4 +1,4 @@
-"""``upscale()`` and ``compare()``: any image in, the same kind of image out.
+"""``upscale()``: any image in, the same kind of image out.
 
 A path, a PIL image, a numpy array or a tensor is turned into host-memory planes (no copy where
 the layout allows), wrapped with whatever the image needs around the network (gray replicated to
@@ -12,7 +12,6 @@ import copy
 import math
 import os
 import warnings
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import numpy as np
@@ -21,6 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._util import parameter_device_dtype, unwrap_compiled
+from .api import load, load_default
+from .contract import model_channels, model_scale
+from .contract import size_multiple as preferred_size_multiple
+from .errors import ArgumentError, ArgumentTypeError
 from .image import (
     array_to_pil,
     check_array,
@@ -37,29 +41,12 @@ from .tiling import TileArg, tiled_forward
 if TYPE_CHECKING:
     from PIL import Image as PILImage
 
-__all__ = ["compare", "upscale"]
+__all__ = ["resolve_model", "upscale"]
 
 AlphaMode = Literal["bicubic", "model"]
 ImageT = TypeVar("ImageT", npt.NDArray[Any], torch.Tensor)
 
 _DEFAULT_OVERLAP = 16
-
-
-def _model_scale(model: nn.Module) -> int:
-    scale = getattr(model, "scale", None)
-    if not isinstance(scale, int) or isinstance(scale, bool) or scale < 1:
-        raise TypeError(
-            f"{type(model).__name__} has no integer 'scale' attribute; srzoo models declare "
-            "scale, in_channels and out_channels"
-        )
-    return scale
-
-
-def _model_channels(model: nn.Module) -> int:
-    channels = getattr(model, "in_channels", 3)
-    if channels not in (1, 3):
-        raise TypeError(f"{type(model).__name__}.in_channels is {channels}; expected 1 or 3")
-    return int(channels)
 
 
 class _Pipeline(nn.Module):
@@ -83,8 +70,8 @@ class _Pipeline(nn.Module):
     ) -> None:
         super().__init__()
         self.model = model
-        self.scale = _model_scale(model)
-        self.model_channels = _model_channels(model)
+        self.scale = model_scale(model)
+        self.model_channels = model_channels(model)
         self.colour_planes = colour_planes
         self.alpha = alpha
         self.direct = direct
@@ -147,63 +134,57 @@ def _is_model_name(value: object) -> bool:
     return isinstance(value, str) and value in list_models() and not os.path.isfile(value)
 
 
-def _size_multiple(model: nn.Module) -> int:
-    """Input multiple the network prefers: its registry entry's for a module srzoo built (by
-    name, from a saved folder or the Hub), else its ``size_multiple`` attribute, else 1."""
-    from .hub import CONFIG_KEY
-    from .registry import get_spec, list_models
-
-    config = getattr(model, CONFIG_KEY, None)
-    if isinstance(config, dict) and config.get("architecture") in list_models():
-        return get_spec(config["architecture"]).size_multiple
-    return int(getattr(model, "size_multiple", 1))
-
-
-def _resolve_model(
+def resolve_model(
     model: nn.Module | str | None,
-    scale: int | None,
-    device: str | torch.device | None,
-    dtype: torch.dtype | None,
-) -> tuple[nn.Module, int]:
-    """The module to run (a copy when it must change device or dtype) and its size multiple."""
-    if model is None:
-        from .api import load_default
+    *,
+    scale: int | None = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> nn.Module:
+    """The module that :func:`upscale` runs for its ``model`` argument.
 
+    Args:
+        model: A module, a registered name (loaded with its default weights), or ``None`` for
+            srzoo's default model.
+        scale: Scale to load a named or the default model at; for a module, checked against it.
+        device: Where to run; a module elsewhere is copied there, not moved.
+        dtype: Compute dtype; a module of another dtype is copied, not converted.
+
+    Returns:
+        The module to run, in eval mode for a loaded one (a copy when it had to change).
+
+    Raises:
+        ArgumentTypeError: ``model`` is neither a module nor a name, or the default model is
+            asked for without a scale.
+        ArgumentError: ``scale`` disagrees with the module's.
+
+    Example:
+        >>> net = resolve_model("edsr-baseline", scale=2)
+    """
+    if model is None:
         if scale is None:
-            raise TypeError(
+            raise ArgumentTypeError(
                 "upscale(image) runs srzoo's default model and needs scale= (2, 3 or 4); "
                 "or pass a model: upscale(model, image)"
             )
-        net = load_default(scale, device=device, dtype=dtype)
-        return net, _size_multiple(net)
+        return load_default(scale, device=device, dtype=dtype)
     if isinstance(model, str):
-        from .api import load
-
-        net = load(model, scale=scale, device=device, dtype=dtype)
-        return net, _size_multiple(net)
+        return load(model, scale=scale, device=device, dtype=dtype)
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module or a registered name, got {type(model)}")
-    if scale is not None and scale != _model_scale(model):
-        raise ValueError(f"scale={scale} but the model upscales x{_model_scale(model)}")
-    multiple = _size_multiple(model)
-    params = [p for p in model.parameters() if p.is_floating_point()]
-    if params and (
-        (device is not None and params[0].device != torch.device(device))
-        or (dtype is not None and params[0].dtype != dtype)
+        raise ArgumentTypeError(
+            f"model must be an nn.Module or a registered name, got {type(model)}"
+        )
+    if scale is not None and scale != model_scale(model):
+        raise ArgumentError(f"scale={scale} but the model upscales x{model_scale(model)}")
+    have_device, have_dtype = parameter_device_dtype(model)
+    if have_device is not None and (
+        (device is not None and have_device != torch.device(device))
+        or (dtype is not None and have_dtype != dtype)
     ):
         # The caller's module stays as it is: convert a copy (convert the model once yourself
         # when calling upscale() in a loop).
         model = copy.deepcopy(model).to(device=device, dtype=dtype)
-    return model, multiple
-
-
-def _model_device_dtype(
-    model: nn.Module, device: str | torch.device | None, dtype: torch.dtype | None
-) -> tuple[torch.device, torch.dtype]:
-    for p in model.parameters():
-        if p.is_floating_point():
-            return p.device, p.dtype
-    return torch.device(device or "cpu"), dtype or torch.float32
+    return model
 
 
 def _scale_postprocess(max_value: float, integer: bool) -> Any:
@@ -232,7 +213,7 @@ def _output_size(height: int, width: int, outscale: float) -> tuple[int, int]:
     return max(1, round(height * outscale)), max(1, round(width * outscale))
 
 
-def _resize_planes(t: torch.Tensor, size: tuple[int, int], max_value: float) -> torch.Tensor:
+def _resize_to_outscale(t: torch.Tensor, size: tuple[int, int], max_value: float) -> torch.Tensor:
     """Resize (N, C, H, W) of any dtype to ``size``, one plane at a time to bound memory."""
     integer = not t.is_floating_point()
     n, c = t.shape[:2]
@@ -253,9 +234,9 @@ def _validate_outscale(outscale: float | None) -> None:
     if outscale is None:
         return
     if isinstance(outscale, bool) or not isinstance(outscale, (int, float)):
-        raise TypeError(f"outscale must be a number, got {type(outscale).__name__}")
+        raise ArgumentTypeError(f"outscale must be a number, got {type(outscale).__name__}")
     if not math.isfinite(outscale) or outscale <= 0:
-        raise ValueError(f"outscale must be a positive finite number, got {outscale}")
+        raise ArgumentError(f"outscale must be a positive finite number, got {outscale}")
 
 
 def _run_planes(
@@ -269,7 +250,9 @@ def _run_planes(
     max_value: float,
     opts: dict[str, Any],
 ) -> None:
-    device, dtype = _model_device_dtype(net, opts["device"], opts["dtype"])
+    have_device, have_dtype = parameter_device_dtype(net)
+    device = have_device or torch.device(opts["device"] or "cpu")
+    dtype = have_dtype or opts["dtype"] or torch.float32
     pipeline = _Pipeline(
         net,
         colour_planes=colour_planes,
@@ -296,7 +279,7 @@ def _run_planes(
         preprocess=pre,
         postprocess=_scale_postprocess(max_value, integer),
         out=out,
-        pad_to_tile=hasattr(net, "_orig_mod"),
+        pad_to_tile=unwrap_compiled(net) is not net,
         progress=opts["progress"],
     )
 
@@ -309,7 +292,7 @@ def _upscale_array(
     channels = hwc.shape[2]
     colour_planes = 1 if channels in (1, 2) else 3
     has_alpha = channels in (2, 4)
-    scale = _model_scale(net)
+    scale = model_scale(net)
     height, width = hwc.shape[:2]
     integer = hwc.dtype.kind == "u"
     max_value = float(np.iinfo(hwc.dtype).max) if integer else 1.0
@@ -330,7 +313,7 @@ def _upscale_array(
     )
     if opts["outscale"] is not None and opts["outscale"] != scale:
         size = _output_size(height, width, opts["outscale"])
-        resized = _resize_planes(out_t, size, max_value)
+        resized = _resize_to_outscale(out_t, size, max_value)
         out_array = resized[0].permute(1, 2, 0).contiguous().numpy()
     return out_array[:, :, 0] if was_2d else out_array
 
@@ -339,27 +322,27 @@ def _upscale_tensor(
     net: nn.Module, x: torch.Tensor, alpha: AlphaMode, opts: dict[str, Any]
 ) -> torch.Tensor:
     if x.ndim not in (3, 4):
-        raise ValueError(
+        raise ArgumentError(
             f"image tensor must be (N, C, H, W) or (C, H, W), got shape {tuple(x.shape)}"
         )
     batched = x if x.ndim == 4 else x.unsqueeze(0)
     n, channels, height, width = batched.shape
     if n == 0 or height == 0 or width == 0:
-        raise ValueError(f"image tensor is empty: shape {tuple(x.shape)}")
+        raise ArgumentError(f"image tensor is empty: shape {tuple(x.shape)}")
     if not (batched.is_floating_point() or batched.dtype == torch.uint8):
-        raise TypeError(f"image tensor must be float in [0, 1] or uint8, got {x.dtype}")
+        raise ArgumentTypeError(f"image tensor must be float in [0, 1] or uint8, got {x.dtype}")
     if batched.is_floating_point() and not torch.isfinite(batched).all():
-        raise ValueError("image tensor contains NaN or infinite values")
-    model_channels = _model_channels(net)
-    direct = channels == model_channels
+        raise ArgumentError("image tensor contains NaN or infinite values")
+    expected = model_channels(net)
+    direct = channels == expected
     if not direct and channels not in (1, 3, 4):
-        raise ValueError(
-            f"image tensor has {channels} channels; expected {model_channels} (the model's), "
+        raise ArgumentError(
+            f"image tensor has {channels} channels; expected {expected} (the model's), "
             "1 (gray), 3 (RGB) or 4 (RGBA)"
         )
     colour_planes = channels if direct else (3 if channels == 4 else channels)
     has_alpha = not direct and channels == 4
-    scale = _model_scale(net)
+    scale = model_scale(net)
     integer = not batched.is_floating_point()
     max_value = 255.0 if integer else 1.0
     out = torch.empty(
@@ -376,7 +359,7 @@ def _upscale_tensor(
         opts=opts,
     )
     if opts["outscale"] is not None and opts["outscale"] != scale:
-        out = _resize_planes(out, _output_size(height, width, opts["outscale"]), max_value)
+        out = _resize_to_outscale(out, _output_size(height, width, opts["outscale"]), max_value)
     return out if x.ndim == 4 else out[0]
 
 
@@ -536,23 +519,23 @@ def upscale(
     """
     if image is None:
         if model is None or isinstance(model, nn.Module) or _is_model_name(model):
-            raise TypeError(
+            raise ArgumentTypeError(
                 "upscale() needs an image: upscale(model, image), or upscale(image, scale=s) "
                 "for srzoo's default model"
             )
         model, image = None, model
     if alpha not in ("bicubic", "model"):
-        raise ValueError(f"alpha must be 'bicubic' or 'model', got {alpha!r}")
+        raise ArgumentError(f"alpha must be 'bicubic' or 'model', got {alpha!r}")
     _validate_outscale(outscale)
     if overlap < 0:
-        raise ValueError(f"overlap must be >= 0, got {overlap}")
+        raise ArgumentError(f"overlap must be >= 0, got {overlap}")
     kind_ok = isinstance(image, (str, os.PathLike, np.ndarray, torch.Tensor)) or is_pil_image(image)
     if not kind_ok:
-        raise TypeError(
+        raise ArgumentTypeError(
             "image must be a path, a PIL image, a numpy array or a torch tensor, got "
             f"{type(image).__name__}"
         )
-    net, multiple = _resolve_model(model, scale, device, dtype)
+    net = resolve_model(model, scale=scale, device=device, dtype=dtype)
     opts: dict[str, Any] = {
         "tile": tile,
         "overlap": overlap,
@@ -561,7 +544,7 @@ def upscale(
         "dtype": dtype,
         "outscale": outscale,
         "self_ensemble": self_ensemble,
-        "size_multiple": size_multiple or multiple,
+        "size_multiple": size_multiple or preferred_size_multiple(net),
         "progress": progress,
     }
     was_training = net.training
@@ -576,150 +559,3 @@ def upscale(
         return _upscale_pil(net, image, alpha, opts, "PIL image")
     finally:
         net.train(was_training)
-
-
-# --------------------------------------------------------------------------- #
-# compare()
-# --------------------------------------------------------------------------- #
-
-_LABEL_HEIGHT = 16
-_GAP = 4
-
-
-def _as_rgb_uint8(image: Any, name: str) -> npt.NDArray[np.uint8]:
-    if isinstance(image, (str, os.PathLike)):
-        array, _ = pil_to_array(read_image(image))
-    elif is_pil_image(image):
-        array, _ = pil_to_array(image)
-    elif isinstance(image, torch.Tensor):
-        t = image.detach().cpu()
-        if t.ndim == 4:
-            if t.shape[0] != 1:
-                raise ValueError(f"{name}: compare() takes one image, got a batch of {t.shape[0]}")
-            t = t[0]
-        if t.ndim != 3:
-            raise ValueError(f"{name}: expected (C, H, W) or (1, C, H, W), got {tuple(t.shape)}")
-        array = t.permute(1, 2, 0).numpy()
-    elif isinstance(image, np.ndarray):
-        array = image
-    else:
-        raise TypeError(f"{name}: expected an image, got {type(image).__name__}")
-    hwc = check_array(np.asarray(array), name)
-    if hwc.dtype == np.uint16:
-        hwc = np.round(hwc / 257.0).astype(np.uint8)
-    elif hwc.dtype.kind == "f":
-        hwc = np.round(np.clip(hwc.astype(np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
-    if hwc.shape[2] in (2, 4):
-        hwc = hwc[:, :, :-1]
-    if hwc.shape[2] == 1:
-        hwc = np.repeat(hwc, 3, axis=2)
-    return np.ascontiguousarray(hwc)
-
-
-def compare(
-    lr: Any,
-    outputs: Sequence[Any] | dict[str, Any],
-    *,
-    crop: tuple[int, int, int, int] | None = None,
-    labels: Sequence[str] | None = None,
-) -> PILImage.Image:
-    """One labelled side-by-side image of an input and its upscaled versions.
-
-    Panels, left to right: the input enlarged with nearest neighbour, bicubic, then each output.
-    With ``crop``, a second row shows the same region of every panel, zoomed.
-
-    Args:
-        lr: The low-resolution input (path, PIL image, array or tensor).
-        outputs: Upscaled images, all the same size (a sequence, or a dict of label -> image).
-        crop: ``(left, top, width, height)`` in *input* pixels of a region to zoom into.
-        labels: Names of ``outputs`` (default: the dict keys, or "output 1", ...).
-
-    Returns:
-        An RGB PIL image.
-
-    Raises:
-        ValueError: No outputs, outputs of different sizes or not a multiple of the input, a
-            crop outside the input, or a wrong number of labels.
-
-    Example:
-        >>> sheet = srzoo.compare(lr, {"EDSR": sr1, "RCAN": sr2}, crop=(40, 30, 24, 24))
-        >>> sheet.save("comparison.png")
-    """
-    image_mod = _pil()
-    from PIL import ImageDraw
-
-    if isinstance(outputs, dict):
-        names = list(outputs) if labels is None else list(labels)
-        images = list(outputs.values())
-    else:
-        images = list(outputs)
-        names = [f"output {i + 1}" for i in range(len(images))] if labels is None else list(labels)
-    if not images:
-        raise ValueError("compare() needs at least one output")
-    if len(names) != len(images):
-        raise ValueError(f"compare(): {len(names)} labels for {len(images)} outputs")
-    low = _as_rgb_uint8(lr, "lr")
-    sr = [_as_rgb_uint8(img, name) for img, name in zip(images, names, strict=True)]
-    out_h, out_w = sr[0].shape[:2]
-    for img, name in zip(sr, names, strict=True):
-        if img.shape[:2] != (out_h, out_w):
-            raise ValueError(
-                f"compare(): {name!r} is {img.shape[1]}x{img.shape[0]}, "
-                f"the first output {out_w}x{out_h}"
-            )
-    low_pil = image_mod.fromarray(low)
-    nearest = np.asarray(low_pil.resize((out_w, out_h), image_mod.Resampling.NEAREST))
-    bicubic = np.asarray(low_pil.resize((out_w, out_h), image_mod.Resampling.BICUBIC))
-    panels = [nearest, bicubic, *sr]
-    titles = ["nearest", "bicubic", *names]
-    rows = [panels]
-    if crop is not None:
-        left, top, width, height = crop
-        lh, lw = low.shape[:2]
-        if (
-            width <= 0
-            or height <= 0
-            or left < 0
-            or top < 0
-            or left + width > lw
-            or top + height > lh
-        ):
-            raise ValueError(f"compare(): crop {crop} is outside the {lw}x{lh} input")
-        sy, sx = out_h / lh, out_w / lw
-        box = (
-            round(left * sx),
-            round(top * sy),
-            round((left + width) * sx),
-            round((top + height) * sy),
-        )
-        zoom = max(1, min(out_w // (box[2] - box[0]), out_h // (box[3] - box[1])))
-        size = ((box[2] - box[0]) * zoom, (box[3] - box[1]) * zoom)
-        rows.append(
-            [
-                np.asarray(
-                    image_mod.fromarray(p).crop(box).resize(size, image_mod.Resampling.NEAREST)
-                )
-                for p in panels
-            ]
-        )
-    cell_w = max(p.shape[1] for row in rows for p in row)
-    row_h = [max(p.shape[0] for p in row) for row in rows]
-    sheet_w = len(panels) * cell_w + (len(panels) + 1) * _GAP
-    sheet_h = sum(h + _LABEL_HEIGHT + _GAP for h in row_h) + _GAP
-    sheet = image_mod.new("RGB", (sheet_w, sheet_h), (255, 255, 255))
-    draw = ImageDraw.Draw(sheet)
-    y = _GAP
-    for row, h in zip(rows, row_h, strict=True):
-        for i, (panel, title) in enumerate(zip(row, titles, strict=True)):
-            x = _GAP + i * (cell_w + _GAP)
-            draw.text((x, y), title, fill=(0, 0, 0))
-            sheet.paste(image_mod.fromarray(panel), (x, y + _LABEL_HEIGHT))
-        y += h + _LABEL_HEIGHT + _GAP
-    result: PILImage.Image = sheet
-    return result
-
-
-def _pil() -> Any:
-    from .image import _pil as load_pil
-
-    return load_pil()

@@ -26,11 +26,14 @@ import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 
-__all__ = ["imresize", "psnr", "rgb_to_y", "ssim"]
+from .errors import ArgumentError, ArgumentTypeError
 
-# MATLAB rgb2ycbcr (BT.601, studio swing) luma coefficients for 0..255 input.
-_Y_COEFFS = (65.481, 128.553, 24.966)
-_Y_OFFSET = 16.0
+__all__ = ["Y_COEFFS", "Y_OFFSET", "imresize", "psnr", "rgb_to_y", "ssim"]
+
+Y_COEFFS = (65.481, 128.553, 24.966)
+"""MATLAB ``rgb2ycbcr`` (BT.601, studio swing) luma coefficients for 0..255 input."""
+Y_OFFSET = 16.0
+"""The luma offset of MATLAB ``rgb2ycbcr``: Y = 16 + (coefficients . RGB) / 255."""
 
 _SSIM_WINDOW = 11
 _SSIM_SIGMA = 1.5
@@ -82,27 +85,29 @@ def rgb_to_y(image: npt.NDArray[Any] | torch.Tensor) -> npt.NDArray[np.float64] 
     """
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8:
-            raise TypeError(f"rgb_to_y expects a uint8 numpy array, got dtype {image.dtype}")
+            raise ArgumentTypeError(
+                f"rgb_to_y expects a uint8 numpy array, got dtype {image.dtype}"
+            )
         rgb = _numpy_as_rgb(image, "rgb_to_y").astype(np.float64)
-        weighted = (
-            _Y_COEFFS[0] * rgb[..., 0] + _Y_COEFFS[1] * rgb[..., 1] + _Y_COEFFS[2] * rgb[..., 2]
-        )
-        y: npt.NDArray[np.float64] = _Y_OFFSET + weighted / 255.0
+        weighted = Y_COEFFS[0] * rgb[..., 0] + Y_COEFFS[1] * rgb[..., 1] + Y_COEFFS[2] * rgb[..., 2]
+        y: npt.NDArray[np.float64] = Y_OFFSET + weighted / 255.0
         return y
     if isinstance(image, torch.Tensor):
         if not image.is_floating_point():
-            raise TypeError(f"rgb_to_y expects a float tensor, got dtype {image.dtype}")
+            raise ArgumentTypeError(f"rgb_to_y expects a float tensor, got dtype {image.dtype}")
         if image.ndim != 4 or image.shape[1] not in (1, 3):
-            raise ValueError(
+            raise ArgumentError(
                 f"rgb_to_y expects a tensor of shape (N, 3, H, W) or (N, 1, H, W), "
                 f"got {tuple(image.shape)}"
             )
         if image.shape[1] == 1:
             image = image.expand(-1, 3, -1, -1)
         r, g, b = image[:, 0:1], image[:, 1:2], image[:, 2:3]
-        weighted_t = _Y_COEFFS[0] * r + _Y_COEFFS[1] * g + _Y_COEFFS[2] * b
-        return (_Y_OFFSET + weighted_t) / 255.0
-    raise TypeError(f"rgb_to_y expects a numpy array or torch tensor, got {type(image).__name__}")
+        weighted_t = Y_COEFFS[0] * r + Y_COEFFS[1] * g + Y_COEFFS[2] * b
+        return (Y_OFFSET + weighted_t) / 255.0
+    raise ArgumentTypeError(
+        f"rgb_to_y expects a numpy array or torch tensor, got {type(image).__name__}"
+    )
 
 
 def _numpy_as_rgb(image: npt.NDArray[Any], caller: str) -> npt.NDArray[Any]:
@@ -110,7 +115,7 @@ def _numpy_as_rgb(image: npt.NDArray[Any], caller: str) -> npt.NDArray[Any]:
     if image.ndim == 2:
         image = image[:, :, None]
     if image.ndim != 3 or image.shape[2] not in (1, 3):
-        raise ValueError(
+        raise ArgumentError(
             f"{caller} expects an array of shape (H, W, 3), (H, W, 1) or (H, W), got {image.shape}"
         )
     if image.shape[2] == 1:
@@ -136,17 +141,21 @@ def _prepare_pair(
     value (255 or 1) and whether the inputs were numpy arrays.
     """
     if isinstance(crop_border, bool) or not isinstance(crop_border, int) or crop_border < 0:
-        raise ValueError(f"{caller}: crop_border must be a non-negative int, got {crop_border!r}")
+        raise ArgumentError(
+            f"{caller}: crop_border must be a non-negative int, got {crop_border!r}"
+        )
 
     if isinstance(sr, np.ndarray) and isinstance(hr, np.ndarray):
         if sr.shape != hr.shape:
-            raise ValueError(f"{caller}: sr and hr shapes differ: sr {sr.shape} vs hr {hr.shape}")
+            raise ArgumentError(
+                f"{caller}: sr and hr shapes differ: sr {sr.shape} vs hr {hr.shape}"
+            )
         if sr.dtype != np.uint8 or hr.dtype != np.uint8:
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"{caller} expects uint8 numpy arrays, got dtypes {sr.dtype} and {hr.dtype}"
             )
         if sr.ndim not in (2, 3):
-            raise ValueError(
+            raise ArgumentError(
                 f"{caller} expects numpy arrays of shape (H, W, C) or (H, W), got {sr.shape}"
             )
         if y_channel:
@@ -161,15 +170,15 @@ def _prepare_pair(
         peak, is_numpy = 255.0, True
     elif isinstance(sr, torch.Tensor) and isinstance(hr, torch.Tensor):
         if sr.shape != hr.shape:
-            raise ValueError(
+            raise ArgumentError(
                 f"{caller}: sr and hr shapes differ: sr {tuple(sr.shape)} vs hr {tuple(hr.shape)}"
             )
         if not (sr.is_floating_point() and hr.is_floating_point()):
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"{caller} expects float tensors in [0, 1], got dtypes {sr.dtype} and {hr.dtype}"
             )
         if sr.ndim != 4:
-            raise ValueError(
+            raise ArgumentError(
                 f"{caller} expects tensors of shape (N, C, H, W), got {tuple(sr.shape)}"
             )
         sr, hr = sr.to(torch.float64), hr.to(torch.float64)  # luma too, not only the error
@@ -178,14 +187,14 @@ def _prepare_pair(
         pair = torch.stack([sr, hr])
         peak, is_numpy = 1.0, False
     else:
-        raise TypeError(
+        raise ArgumentTypeError(
             f"{caller} expects two numpy uint8 arrays or two float tensors, "
             f"got {type(sr).__name__} and {type(hr).__name__}"
         )
 
     height, width = pair.shape[-2:]
     if 2 * crop_border >= min(height, width):
-        raise ValueError(
+        raise ArgumentError(
             f"{caller}: crop_border={crop_border} leaves nothing of a {height}x{width} image"
         )
     if crop_border > 0:
@@ -334,7 +343,7 @@ def ssim(
     pair, peak, is_numpy = _prepare_pair(sr, hr, crop_border, y_channel, "ssim")
     _, batch, channels, height, width = pair.shape
     if min(height, width) < _SSIM_WINDOW:
-        raise ValueError(
+        raise ArgumentError(
             f"ssim needs at least {_SSIM_WINDOW}x{_SSIM_WINDOW} pixels after cropping, "
             f"got {height}x{width}"
         )
@@ -446,23 +455,23 @@ def _output_geometry(
 ) -> tuple[tuple[int, int], tuple[float, float]]:
     """Output size and per-axis scale factors, as MATLAB derives them."""
     if (scale is None) == (size is None):
-        raise ValueError("imresize needs exactly one of scale and size")
+        raise ArgumentError("imresize needs exactly one of scale and size")
     if scale is not None:
         if isinstance(scale, bool) or not isinstance(scale, (int, float, np.integer, np.floating)):
-            raise TypeError(f"imresize: scale must be a number, got {type(scale).__name__}")
+            raise ArgumentTypeError(f"imresize: scale must be a number, got {type(scale).__name__}")
         if not math.isfinite(scale) or scale <= 0:
-            raise ValueError(f"imresize: scale must be a positive finite number, got {scale}")
+            raise ArgumentError(f"imresize: scale must be a positive finite number, got {scale}")
         out = (math.ceil(in_size[0] * scale), math.ceil(in_size[1] * scale))
         return out, (float(scale), float(scale))
     assert size is not None
     if len(size) != 2:
-        raise ValueError(f"imresize: size must be (out_h, out_w), got {size!r}")
+        raise ArgumentError(f"imresize: size must be (out_h, out_w), got {size!r}")
     out_h, out_w = size
     for value in (out_h, out_w):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise TypeError(f"imresize: size entries must be ints, got {size!r}")
+            raise ArgumentTypeError(f"imresize: size entries must be ints, got {size!r}")
         if value <= 0:
-            raise ValueError(f"imresize: size entries must be positive, got {size!r}")
+            raise ArgumentError(f"imresize: size entries must be positive, got {size!r}")
     out_hw = (int(out_h), int(out_w))
     return out_hw, (out_hw[0] / in_size[0], out_hw[1] / in_size[1])
 
@@ -530,11 +539,11 @@ def imresize(
     """
     if isinstance(image, np.ndarray):
         if image.ndim not in (2, 3):
-            raise ValueError(
+            raise ArgumentError(
                 f"imresize expects a numpy array of shape (H, W, C) or (H, W), got {image.shape}"
             )
         if image.dtype not in (np.uint8, np.float32, np.float64):
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"imresize supports uint8, float32 and float64 numpy arrays, got {image.dtype}"
             )
         in_size = (int(image.shape[0]), int(image.shape[1]))
@@ -555,7 +564,7 @@ def imresize(
 
     if isinstance(image, torch.Tensor):
         if image.ndim not in (3, 4):
-            raise ValueError(
+            raise ArgumentError(
                 f"imresize expects a tensor of shape (N, C, H, W) or (C, H, W), "
                 f"got {tuple(image.shape)}"
             )
@@ -564,10 +573,12 @@ def imresize(
         elif image.is_floating_point():
             quantize, compute_dtype = False, image.dtype
         else:
-            raise TypeError(f"imresize supports uint8 and float tensors, got {image.dtype}")
+            raise ArgumentTypeError(f"imresize supports uint8 and float tensors, got {image.dtype}")
         in_size = (int(image.shape[-2]), int(image.shape[-1]))
         out_size, scales = _output_geometry(in_size, scale, size)
         result = _resize_planes(image.to(compute_dtype), out_size, scales, quantize, compute_dtype)
         return result.to(image.dtype)
 
-    raise TypeError(f"imresize expects a numpy array or torch tensor, got {type(image).__name__}")
+    raise ArgumentTypeError(
+        f"imresize expects a numpy array or torch tensor, got {type(image).__name__}"
+    )

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from .errors import UnknownModelError, UnsupportedScaleError
+from .errors import ArgumentError, UnknownModelError, UnsupportedScaleError
 
 __all__ = [
     "Converter",
@@ -181,12 +181,14 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         if not self.scales:
-            raise ValueError(f"model {self.name!r} declares no scales")
+            raise ArgumentError(f"model {self.name!r} declares no scales")
         if self.default_scale is not None and self.default_scale not in self.scales:
-            raise ValueError(f"model {self.name!r}: default_scale not in scales")
+            raise ArgumentError(f"model {self.name!r}: default_scale not in scales")
         for w in self.weights:
             if w.scale not in self.scales:
-                raise ValueError(f"model {self.name!r}: weights for unsupported scale x{w.scale}")
+                raise ArgumentError(
+                    f"model {self.name!r}: weights for unsupported scale x{w.scale}"
+                )
 
     @property
     def scale(self) -> int:
@@ -296,7 +298,7 @@ def register_model(spec: ModelSpec, *, overwrite: bool = False) -> ModelSpec:
         ...                                scales=(2,), paper=paper, code_license="MIT"))
     """
     if spec.name in _REGISTRY and not overwrite:
-        raise ValueError(f"a model named {spec.name!r} is already registered")
+        raise ArgumentError(f"a model named {spec.name!r} is already registered")
     _REGISTRY[spec.name] = spec
     return spec
 

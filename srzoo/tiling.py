@@ -32,8 +32,8 @@ from torch import nn
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from ._util import show_progress
-from .errors import SrzooError
+from ._util import parameter_device_dtype, progress_bar, unwrap_compiled
+from .errors import ArgumentError, ArgumentTypeError, TileOutOfMemoryError
 
 __all__ = [
     "TileOutOfMemoryError",
@@ -70,10 +70,6 @@ _OOM_TYPES: tuple[type[BaseException], ...] = tuple(
 
 # Unsigned types beyond uint8 that torch supports only partly on accelerators.
 _BAREBONES_DTYPES = (torch.uint16, torch.uint32, torch.uint64)
-
-
-class TileOutOfMemoryError(SrzooError, RuntimeError):
-    """The model ran out of memory even on the smallest tile allowed."""
 
 
 @dataclass(frozen=True)
@@ -120,7 +116,7 @@ def plan_axis(length: int, tile: int, overlap: int) -> list[tuple[int, int, int]
         return [(0, 0, length)]
     step = tile - 2 * overlap
     if step < 1:
-        raise ValueError(
+        raise ArgumentError(
             f"tile {tile} is too small for overlap {overlap}: it must exceed 2*overlap"
         )
     spans: list[tuple[int, int, int]] = []
@@ -358,41 +354,10 @@ def auto_tile_size(
     return max(_round_down(side, size_multiple), _min_tile(overlap, size_multiple))
 
 
-class _Progress:
-    """A tqdm bar over tiles when enabled; does nothing otherwise."""
-
-    def __init__(self, enabled: bool, total: int, desc: str) -> None:
-        self._bar: Any = None
-        if enabled:
-            from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
-
-            self._bar = tqdm(total=total, desc=desc, unit="tile", leave=False, dynamic_ncols=True)
-
-    def reset(self, total: int) -> None:
-        if self._bar is not None:
-            self._bar.reset(total=total)
-
-    def update(self, n: int) -> None:
-        if self._bar is not None:
-            self._bar.update(n)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-
-
-def _model_device_dtype(model: TensorFn) -> tuple[torch.device | None, torch.dtype | None]:
-    if isinstance(model, nn.Module):
-        for p in model.parameters():
-            if p.is_floating_point():
-                return p.device, p.dtype
-    return None, None
-
-
 def _default_preprocess(dtype: torch.dtype) -> TensorFn:
     def pre(t: torch.Tensor) -> torch.Tensor:
         if not t.is_floating_point():
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"tiled_forward got a {t.dtype} input: pass a float tensor, or a preprocess "
                 "function that converts it to the model's range"
             )
@@ -467,24 +432,26 @@ def tiled_forward(
         torch.Size([1, 3, 600, 400])
     """
     if x.ndim != 4:
-        raise ValueError(
+        raise ArgumentError(
             f"tiled_forward expects an (N, C, H, W) tensor, got shape {tuple(x.shape)}"
         )
     n, channels, height, width = x.shape
     if n == 0 or height == 0 or width == 0:
-        raise ValueError(f"tiled_forward got an empty tensor of shape {tuple(x.shape)}")
+        raise ArgumentError(f"tiled_forward got an empty tensor of shape {tuple(x.shape)}")
     if overlap < 0:
-        raise ValueError(f"overlap must be >= 0, got {overlap}")
+        raise ArgumentError(f"overlap must be >= 0, got {overlap}")
     if size_multiple < 1:
-        raise ValueError(f"size_multiple must be >= 1, got {size_multiple}")
+        raise ArgumentError(f"size_multiple must be >= 1, got {size_multiple}")
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    model_device, model_dtype = _model_device_dtype(model)
+        raise ArgumentError(f"batch_size must be >= 1, got {batch_size}")
+    model_device, model_dtype = (
+        parameter_device_dtype(model) if isinstance(model, nn.Module) else (None, None)
+    )
     run_device = torch.device(device) if device is not None else (model_device or x.device)
     run_dtype = dtype or model_dtype or torch.float32
     pre = preprocess or _default_preprocess(run_dtype)
     if pad_to_tile is None:
-        pad_to_tile = hasattr(model, "_orig_mod")
+        pad_to_tile = isinstance(model, nn.Module) and unwrap_compiled(model) is not model
     floor = _min_tile(overlap, size_multiple)
 
     side: int | None
@@ -502,23 +469,23 @@ def tiled_forward(
         )
     elif isinstance(tile, int) and not isinstance(tile, bool):
         if tile < 1:
-            raise ValueError(f"tile must be a positive number of pixels, 'auto' or None: {tile}")
+            raise ArgumentError(f"tile must be a positive number of pixels, 'auto' or None: {tile}")
         # Round down to the multiple, but never to zero: a tile just below one multiple
         # becomes that multiple.
         side = max(_round_down(tile, size_multiple), size_multiple)
         if side < floor and side < max(height, width):
-            raise ValueError(
+            raise ArgumentError(
                 f"tile={tile} is too small: with overlap={overlap} and a size multiple of "
                 f"{size_multiple}, tiles must be at least {floor} pixels"
             )
         side = max(side, floor)
     else:
-        raise ValueError(f"tile must be a positive int, 'auto' or None, got {tile!r}")
+        raise ArgumentError(f"tile must be a positive int, 'auto' or None, got {tile!r}")
     if side is not None and side >= max(height, width) and not pad_to_tile:
         side = None
 
     done = torch.zeros(n, height, width, dtype=torch.bool)
-    bar = _Progress(show_progress(progress), 0, desc)
+    bar = progress_bar(progress, total=0, desc=desc, unit="tile")
     try:
         while True:
             windows = plan_windows(n, height, width, side, overlap)
@@ -597,7 +564,7 @@ def _run_batch(
     with torch.inference_mode():
         y = model(staged)
         if y.ndim != 4 or y.shape[-2:] != (staged.shape[-2] * scale, staged.shape[-1] * scale):
-            raise ValueError(
+            raise ArgumentError(
                 f"the model turned a {tuple(staged.shape)} input into {tuple(y.shape)}, "
                 f"not x{scale} (check the scale)"
             )

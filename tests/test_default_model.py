@@ -33,7 +33,7 @@ _spec_qs.loader.exec_module(quickstart)
 # The quickstart's test picture: sharp-edged shapes that a trained model restores and bicubic blurs.
 shapes = quickstart.test_picture
 
-PACKAGE_WEIGHTS = Path(srzoo.__file__).resolve().parent / "weights"
+PACKAGE_WEIGHTS = Path(srzoo.__file__).resolve().parent / "_data"
 SCALES = (2, 3, 4)
 
 
@@ -94,7 +94,7 @@ def test_wheel_ships_the_weights(tmp_path: Path) -> None:
     (wheel,) = out.glob("srzoo-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for scale in SCALES:
-        assert f"srzoo/weights/{_spec(scale).source[len('package://') :]}" in names
+        assert f"srzoo/_data/{_spec(scale).source[len('package://') :]}" in names
 
 
 @pytest.mark.parametrize("scale", SCALES)

@@ -25,6 +25,7 @@ from safetensors.torch import save_file
 
 import srzoo
 import srzoo.weights as sw
+import srzoo.weights.urls
 from srzoo.errors import WeightsError
 from srzoo.registry import _REGISTRY, WeightSpec
 
@@ -308,7 +309,7 @@ def test_full_disk_leaves_nothing(
 ) -> None:
     data = _pth_bytes(_tiny())
     name = register("t-full", _spec(server.add_file("full.pth", data), data))
-    real_open = sw._open_temp
+    real_open = srzoo.weights.urls._open_temp
 
     class FullDisk(io.RawIOBase):
         def __init__(self, f: IO[bytes]) -> None:
@@ -329,7 +330,7 @@ def test_full_disk_leaves_nothing(
     def full_disk(tmp: Path) -> IO[bytes]:
         return FullDisk(real_open(tmp))  # type: ignore[return-value]
 
-    monkeypatch.setattr(sw, "_open_temp", full_disk)
+    monkeypatch.setattr(srzoo.weights.urls, "_open_temp", full_disk)
     with pytest.raises(WeightsError, match="no space left") as err:
         srzoo.load(name, 2, progress=False)
     assert "SRZOO_HOME" in str(err.value)
@@ -465,9 +466,11 @@ def test_pickle_that_runs_code_never_runs(
     torch.save({"head.0.weight": torch.zeros(1), "x": Evil()}, buf)
     data = buf.getvalue()
     name = register("t-evil", _spec(server.add_file("evil.pth", data), data))
-    with pytest.raises(WeightsError, match="never unpickles"):
+    with pytest.raises(WeightsError, match="never unpickles") as caught:
         srzoo.load(name, 2, progress=False)
     assert not marker.exists()
+    # No message points at the unsafe way round.
+    assert "weights_only=False" not in str(caught.value)
     assert not list(isolated.rglob("converted/*.safetensors"))
 
 
@@ -564,15 +567,16 @@ def test_hub_missing_file_and_offline_miss(
 
 def test_built_models_remember_their_config() -> None:
     model = srzoo.create("edsr-baseline", 2, n_resblocks=1, n_feats=8)
-    assert model.srzoo_config == {
-        "architecture": "edsr-baseline",
-        "scale": 2,
-        "model_args": {"n_resblocks": 1, "n_feats": 8, "res_scale": 1.0},
-    }
+    assert srzoo.model_config(model) == srzoo.ModelConfig(
+        "edsr-baseline", 2, {"n_resblocks": 1, "n_feats": 8, "res_scale": 1.0}
+    )
     # A plain attribute: the state dict is exactly the module's parameters and buffers.
     assert "srzoo_config" not in "".join(model.state_dict())
     loaded = srzoo.load("rcan", 2, weights=None, n_resgroups=1, n_resblocks=1)
-    assert getattr(loaded, "srzoo_config")["model_args"]["n_resgroups"] == 1  # noqa: B009
+    config = srzoo.model_config(loaded)
+    assert config is not None and config.model_args["n_resgroups"] == 1
+    # A compiled module reports the config of the module inside it.
+    assert srzoo.model_config(torch.compile(loaded)) == config
 
 
 def test_save_pretrained_round_trips_through_a_folder_and_the_hub(
@@ -597,7 +601,8 @@ def test_save_pretrained_round_trips_through_a_folder_and_the_hub(
     local = srzoo.load(f"local-dir:{folder}").to(memory_format=torch.contiguous_format)
     with torch.no_grad():
         assert torch.equal(local(x), want)
-    assert getattr(local, "srzoo_config")["model_args"]["n_resblocks"] == 2  # noqa: B009
+    config = srzoo.model_config(local)
+    assert config is not None and config.model_args["n_resblocks"] == 2
 
     monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
     for f in folder.iterdir():
@@ -649,7 +654,7 @@ def test_registry_weight_entries_are_complete() -> None:
             assert w.sha256_note.strip(), f"{where}: no sha256 and no note saying why"
         if src.kind == "url" and w.sha256 is not None:
             assert w.size is not None or "size" in w.sha256_note, f"{where}: size missing"
-        prefix = sw._name_hash_prefix(Path(w.source).name)
+        prefix = srzoo.weights.urls.name_hash_prefix(Path(w.source).name)
         if prefix and w.sha256:
             assert w.sha256.startswith(prefix), f"{where}: hash contradicts the file name"
         assert w.license.strip() and w.license != "unknown", (
