@@ -1,6 +1,8 @@
-"""Small helpers that several layers share: the progress-bar rule and atomic file replacement.
+"""Small helpers that several layers share: progress bars, atomic file replacement, where a
+module computes, the device a caller asked for, the MATLAB cubic kernel.
 
-This module imports nothing from srzoo, so any module may use it without an import cycle.
+This module imports nothing from srzoo but its exception types, so any module may use it without
+an import cycle.
 """
 
 from __future__ import annotations
@@ -16,11 +18,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from .errors import ArgumentError, ArgumentTypeError
+
 __all__ = [
     "atomic_write",
     "matlab_cubic",
     "parameter_device_dtype",
     "progress_bar",
+    "resolve_device",
     "show_progress",
     "unwrap_compiled",
     "write_text_atomic",
@@ -209,3 +214,49 @@ def unwrap_compiled(model: nn.Module) -> nn.Module:
     """
     inner = getattr(model, "_orig_mod", None)
     return inner if isinstance(inner, nn.Module) else model
+
+
+def resolve_device(device: str | int | torch.device | None) -> torch.device | None:
+    """Check a device argument before anything is moved there.
+
+    Args:
+        device: ``None``, a :class:`torch.device`, a string such as ``"cuda:0"``, or a GPU
+            index.
+
+    Returns:
+        The :class:`torch.device` (``None`` stays ``None``: "wherever the model is").
+
+    Raises:
+        ArgumentTypeError: ``device`` is neither a string nor a device.
+        ArgumentError: A malformed name, or a device this machine does not have (CUDA
+            without a GPU or a CUDA build of torch, an index past the last GPU, MPS off a Mac).
+
+    Example:
+        >>> resolve_device("cpu")
+        device(type='cpu')
+    """
+    if device is None:
+        return None
+    if isinstance(device, bool) or not isinstance(device, (str, int, torch.device)):
+        raise ArgumentTypeError(
+            f"device must be a string such as 'cpu' or 'cuda:0', or a torch.device; got "
+            f"{type(device).__name__}"
+        )
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise ArgumentError(f"{device!r} is not a device name ({e}); use e.g. 'cpu', 'cuda'") from e
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ArgumentError(
+                f"device={str(device)!r} but CUDA is not available here (no GPU, or a CPU-only "
+                "build of torch); use device='cpu'"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ArgumentError(
+                f"device={str(device)!r} but this machine has {torch.cuda.device_count()} CUDA "
+                "device(s)"
+            )
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ArgumentError(f"device={str(device)!r} but MPS is not available here; use 'cpu'")
+    return dev

@@ -15,15 +15,17 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from ._util import resolve_device
 from .contract import Fusable, ModelConfig, set_model_config
 from .errors import IncompatibleWeightsError, UnsupportedScaleError, WeightsError
 from .hub import resolve_pretrained
-from .registry import ModelSpec, StateDict, get_spec
+from .registry import ModelSpec, StateDict, as_scale, find_weights, get_spec
 from .weights import (
     PICKLE_SUFFIXES,
     load_registered_weights,
     read_state_dict,
     registered_weights,
+    sha256_file,
 )
 
 __all__ = [
@@ -66,8 +68,9 @@ def create(name: str, scale: int | None = None, **overrides: Any) -> nn.Module:
         True
     """
     spec = get_spec(name)
-    model = spec.build(scale, **overrides)
-    _remember(model, spec, spec.scale if scale is None else scale, overrides)
+    s = spec.resolve_scale(scale)
+    model = spec.build(s, **overrides)
+    _remember(model, spec, s, overrides)
     return model
 
 
@@ -121,12 +124,12 @@ def load(
         >>> model = srzoo.load("rcan", scale=2, weights=None, device="cuda")
         >>> model = srzoo.load("hf-hub:someone/my-edsr@v1")
     """
+    resolve_device(device)  # a device this machine lacks fails before anything is read
     if name.startswith(("local-dir:", "hf-hub:")):
         model = _load_pretrained_folder(name, scale, weights, strict, progress, overrides)
         return _finish(model, device, dtype, channels_last, fuse)
     spec = get_spec(name)
-    s = spec.scale if scale is None else scale
-    spec.check_scale(s)
+    s = spec.resolve_scale(scale)
     if weights is None:
         model = spec.build(s, **overrides)
         _remember(model, spec, s, overrides)
@@ -175,11 +178,12 @@ def load_default(
     """
     spec = get_spec(DEFAULT_MODEL)
     scales = tuple(sorted(w.scale for w in spec.weights if w.tag == DEFAULT_WEIGHTS))
-    if isinstance(scale, bool) or not isinstance(scale, int) or scale not in scales:
-        raise UnsupportedScaleError(DEFAULT_MODEL, scale, scales, what="srzoo's default weights")
+    s = as_scale(scale)
+    if s not in scales:
+        raise UnsupportedScaleError(DEFAULT_MODEL, s, scales, what="srzoo's default weights")
     return load(
         DEFAULT_MODEL,
-        scale,
+        s,
         weights=DEFAULT_WEIGHTS,
         device=device,
         dtype=dtype,
@@ -248,8 +252,16 @@ class _SkipInitOnMeta(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def _remember(model: nn.Module, spec: ModelSpec, scale: int, overrides: dict[str, Any]) -> None:
-    set_model_config(model, ModelConfig(spec.name, scale, {**spec.defaults, **overrides}))
+def _remember(
+    model: nn.Module,
+    spec: ModelSpec,
+    scale: int,
+    overrides: dict[str, Any],
+    *,
+    weights: str | None = None,
+) -> None:
+    args = {**spec.defaults, **overrides}
+    set_model_config(model, ModelConfig(spec.name, scale, args, weights=weights))
 
 
 def _load_pretrained_folder(
@@ -261,7 +273,7 @@ def _load_pretrained_folder(
     overrides: dict[str, Any],
 ) -> nn.Module:
     folder = resolve_pretrained(reference, progress=progress)
-    if scale is not None and scale != folder.scale:
+    if scale is not None and as_scale(scale) != folder.scale:
         raise WeightsError(
             f"{reference} holds a x{folder.scale} model, not x{scale}. Leave scale out, or pass "
             f"scale={folder.scale}."
@@ -294,6 +306,7 @@ def _resolve_weights(
 ) -> tuple[StateDict, str]:
     is_tag = isinstance(weights, str) and any(w.tag == weights for w in spec.weights)
     if not is_tag and _is_path(weights):
+        _check_not_another_checkpoint(spec, scale, Path(weights).expanduser())
         return read_state_dict(weights), str(weights)
     ws = registered_weights(
         spec,
@@ -305,6 +318,40 @@ def _resolve_weights(
         ),
     )
     return load_registered_weights(ws, model=spec.name, progress=progress), ws.source
+
+
+def _check_not_another_checkpoint(spec: ModelSpec, scale: int, path: Path) -> None:
+    """Refuse a file that is a registered checkpoint of another model or scale.
+
+    Some families have tensors of the same shapes at every scale (FSRCNN, SRCNN and VDSR, whose
+    scale lives only in the training data): their weights would load and upscale to garbage.
+    The file's sha256 tells. The digest is kept per (path, size, mtime), so a file is hashed
+    once per process.
+    """
+    if not path.is_file():
+        return  # read_state_dict names the problem
+    matches = find_weights(_file_digest(path))
+    if not matches or any(m.name == spec.name and w.scale == scale for m, w in matches):
+        return
+    model, ws = matches[0]
+    tag = "" if ws.tag == "default" else f", tag {ws.tag!r}"
+    raise WeightsError(
+        f"{path} is the registered checkpoint of {model.name!r} at x{ws.scale}{tag}, not of "
+        f"{spec.name!r} at x{scale}: it would load and upscale wrongly. Load it with "
+        f"srzoo.load({model.name!r}, scale={ws.scale}, weights=...)."
+    )
+
+
+_DIGESTS: dict[tuple[str, int, int, int], str] = {}
+
+
+def _file_digest(path: Path) -> str:
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    digest = _DIGESTS.get(key)
+    if digest is None:
+        digest = _DIGESTS[key] = sha256_file(path)
+    return digest
 
 
 def load_weights_into(
@@ -360,6 +407,18 @@ def load_weights_into(
         raise IncompatibleWeightsError(
             spec.name, missing=missing, unexpected=unexpected, mismatched=mismatched, source=source
         )
+    wrong_kind = [
+        f"{k} ({state[k].dtype})"
+        for k in expected
+        if k in state and expected[k].is_floating_point() and not state[k].is_floating_point()
+    ]
+    if wrong_kind:
+        raise WeightsError(
+            f"weights{f' from {source}' if source else ''} hold {len(wrong_kind)} tensors that "
+            f"should be floating point but are not ({', '.join(wrong_kind[:3])}): integer, "
+            "boolean or complex values cannot be network weights. The file is not a checkpoint "
+            f"of {spec.name!r}, or it was damaged."
+        )
     # Cast on the way in: a half-precision checkpoint must not leave half-precision parameters
     # in a float32 model (assign=True would adopt the checkpoint's dtype).
     typed = {
@@ -376,7 +435,7 @@ def load_weights_into(
         model.to(dtype=dtype)
         if channels_last:
             model.to(memory_format=torch.channels_last)
-    _remember(model, spec, scale, overrides)
+    _remember(model, spec, scale, overrides, weights=source)
     return model
 
 

@@ -79,11 +79,19 @@ class ModelConfig:
         architecture: Registered model name.
         scale: Upscaling factor.
         model_args: Constructor arguments (the variant's defaults with any overrides).
+        weights: Where its weights came from (a path, URL or Hub file), for messages;
+            ``None`` for random initialisation.
     """
 
     architecture: str
     scale: int
     model_args: Mapping[str, Any] = field(default_factory=dict)
+    weights: str | None = field(default=None, compare=False)
+
+    def describe(self) -> str:
+        """``'name' x4 with weights <source>``, for messages."""
+        weights = f" with weights {self.weights}" if self.weights else " (random weights)"
+        return f"{self.architecture!r} x{self.scale}{weights}"
 
 
 def set_model_config(model: nn.Module, config: ModelConfig) -> None:

@@ -14,6 +14,7 @@ __all__ = [
     "ImageReadError",
     "IncompatibleWeightsError",
     "MissingDependencyError",
+    "NonFiniteOutputError",
     "SrzooError",
     "TileOutOfMemoryError",
     "UnknownModelError",
@@ -46,6 +47,11 @@ class MissingDependencyError(SrzooError, ImportError):
 
 class ImageReadError(SrzooError, ValueError):
     """A file that is not a readable, non-empty image."""
+
+
+class NonFiniteOutputError(SrzooError, RuntimeError):
+    """A model produced NaN or infinite values: its weights are damaged, or it overflowed (often
+    in float16). srzoo never turns such values into an image."""
 
 
 class TileOutOfMemoryError(SrzooError, RuntimeError):

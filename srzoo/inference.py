@@ -20,11 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._util import parameter_device_dtype, unwrap_compiled
+from ._util import parameter_device_dtype, resolve_device, unwrap_compiled
 from .api import load, load_default
-from .contract import model_channels, model_scale
+from .contract import model_channels, model_config, model_scale
 from .contract import size_multiple as preferred_size_multiple
-from .errors import ArgumentError, ArgumentTypeError
+from .errors import ArgumentError, ArgumentTypeError, NonFiniteOutputError
 from .image import (
     array_to_pil,
     check_array,
@@ -36,6 +36,7 @@ from .image import (
     ycbcr_to_rgb,
 )
 from .metrics import imresize
+from .registry import as_scale, list_models
 from .tiling import TileArg, tiled_forward
 
 if TYPE_CHECKING:
@@ -47,6 +48,11 @@ AlphaMode = Literal["bicubic", "model"]
 ImageT = TypeVar("ImageT", npt.NDArray[Any], torch.Tensor)
 
 _DEFAULT_OVERLAP = 16
+
+FLOAT_TOLERANCE = 0.05
+"""How far outside [0, 1] a float image may reach and still be taken (then clamped as usual):
+the overshoot of a resampling filter. Beyond it the image is refused: 0..255 or [-1, 1] data
+would otherwise come out nearly white or black."""
 
 
 class _Pipeline(nn.Module):
@@ -129,8 +135,6 @@ class _Pipeline(nn.Module):
 
 def _is_model_name(value: object) -> bool:
     """A registered model name that is not also an existing file."""
-    from .registry import list_models
-
     return isinstance(value, str) and value in list_models() and not os.path.isfile(value)
 
 
@@ -161,6 +165,7 @@ def resolve_model(
     Example:
         >>> net = resolve_model("edsr-baseline", scale=2)
     """
+    resolve_device(device)
     if model is None:
         if scale is None:
             raise ArgumentTypeError(
@@ -174,7 +179,7 @@ def resolve_model(
         raise ArgumentTypeError(
             f"model must be an nn.Module or a registered name, got {type(model)}"
         )
-    if scale is not None and scale != model_scale(model):
+    if scale is not None and as_scale(scale) != model_scale(model):
         raise ArgumentError(f"scale={scale} but the model upscales x{model_scale(model)}")
     have_device, have_dtype = parameter_device_dtype(model)
     if have_device is not None and (
@@ -187,14 +192,40 @@ def resolve_model(
     return model
 
 
-def _scale_postprocess(max_value: float, integer: bool) -> Any:
-    def post(y: torch.Tensor) -> torch.Tensor:
+class _Postprocess:
+    """Clamp (and quantise) each tile's output, and note whether any value was not finite.
+
+    The note is a flag on the output's device, so checking a tile costs one reduction and no
+    wait for the device; :meth:`check` reads it once, after the last tile.
+    """
+
+    def __init__(self, max_value: float, integer: bool) -> None:
+        self.max_value = max_value
+        self.integer = integer
+        self.finite: torch.Tensor | None = None
+
+    def __call__(self, y: torch.Tensor) -> torch.Tensor:
+        finite = torch.isfinite(y).all()
+        self.finite = finite if self.finite is None else self.finite & finite
         y = y.clamp(0.0, 1.0)
-        if integer:
-            y = (y * max_value).round()
+        if self.integer:
+            y = (y * self.max_value).round()
         return y
 
-    return post
+    def check(self, net: nn.Module, dtype: torch.dtype) -> None:
+        if self.finite is None or bool(self.finite):
+            return
+        config = model_config(net)
+        what = config.describe() if config is not None else type(net).__name__
+        hint = (
+            f" in {str(dtype).replace('torch.', '')} it may overflow: try float32"
+            if dtype in (torch.float16, torch.bfloat16)
+            else " check the weights (a damaged or diverged checkpoint)"
+        )
+        raise NonFiniteOutputError(
+            f"the model {what} produced NaN or infinite values, so the picture would be wrong "
+            f"(black or white patches) and none is returned;{hint}."
+        )
 
 
 def _tensor_from_array(array: npt.NDArray[Any]) -> torch.Tensor:
@@ -261,7 +292,7 @@ def _run_planes(
         self_ensemble=opts["self_ensemble"],
         dtype=dtype,
     )
-    integer = not out.is_floating_point()
+    post = _Postprocess(max_value, not out.is_floating_point())
 
     def pre(t: torch.Tensor) -> torch.Tensor:
         return t.float() if t.is_floating_point() else t.float() / max_value
@@ -277,10 +308,31 @@ def _run_planes(
         device=device,
         dtype=torch.float32,
         preprocess=pre,
-        postprocess=_scale_postprocess(max_value, integer),
+        postprocess=post,
         out=out,
         pad_to_tile=unwrap_compiled(net) is not net,
         progress=opts["progress"],
+    )
+    post.check(net, dtype)
+
+
+def _check_float_range(values: torch.Tensor, name: str) -> None:
+    """Refuse float data clearly outside [0, 1] (see :data:`FLOAT_TOLERANCE`)."""
+    lo, hi = (float(v) for v in torch.aminmax(values))
+    if lo >= -FLOAT_TOLERANCE and hi <= 1 + FLOAT_TOLERANCE:
+        return
+    if hi > 2 and lo >= -FLOAT_TOLERANCE:
+        advice = (
+            f"it looks like 0..{255 if hi <= 255 else 65535} data: divide by "
+            f"{255 if hi <= 255 else 65535} (or pass the integer array as it is)"
+        )
+    elif lo < -FLOAT_TOLERANCE and hi <= 1 + FLOAT_TOLERANCE:
+        advice = "it looks like [-1, 1] data: map it with (x + 1) / 2"
+    else:
+        advice = "scale it into [0, 1] first"
+    raise ArgumentError(
+        f"{name} holds floats from {lo:g} to {hi:g}, but srzoo takes float images in [0, 1] "
+        f"(with {FLOAT_TOLERANCE:g} of slack); {advice}."
     )
 
 
@@ -300,6 +352,8 @@ def _upscale_array(
     native = hwc.dtype.newbyteorder("=")
     out_array = np.empty((height * scale, width * scale, channels), dtype=native)
     planes = _tensor_from_array(hwc)
+    if not integer:
+        _check_float_range(planes, name)
     out_t = _tensor_from_array(out_array)
     _run_planes(
         net,
@@ -331,8 +385,10 @@ def _upscale_tensor(
         raise ArgumentError(f"image tensor is empty: shape {tuple(x.shape)}")
     if not (batched.is_floating_point() or batched.dtype == torch.uint8):
         raise ArgumentTypeError(f"image tensor must be float in [0, 1] or uint8, got {x.dtype}")
-    if batched.is_floating_point() and not torch.isfinite(batched).all():
-        raise ArgumentError("image tensor contains NaN or infinite values")
+    if batched.is_floating_point():
+        if not torch.isfinite(batched).all():
+            raise ArgumentError("image tensor contains NaN or infinite values")
+        _check_float_range(batched, "the image tensor")
     expected = model_channels(net)
     direct = channels == expected
     if not direct and channels not in (1, 3, 4):

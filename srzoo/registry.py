@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import operator
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from .errors import ArgumentError, UnknownModelError, UnsupportedScaleError
+from .errors import ArgumentError, ArgumentTypeError, UnknownModelError, UnsupportedScaleError
 
 __all__ = [
     "Converter",
@@ -26,6 +27,8 @@ __all__ = [
     "ReportedMetric",
     "StateDict",
     "WeightSpec",
+    "as_scale",
+    "find_weights",
     "get_spec",
     "list_models",
     "model_info",
@@ -84,6 +87,38 @@ class ReportedMetric:
     scale: int
     metric: str = "psnr_y"
     source: str = ""
+
+
+def as_scale(value: object) -> int:
+    """An upscaling factor as a plain ``int``: Python and NumPy integers are accepted.
+
+    Args:
+        value: What the caller passed as ``scale``.
+
+    Returns:
+        The factor as an ``int`` (not yet checked against any model's scales).
+
+    Raises:
+        ArgumentTypeError: A float, a bool, a string or anything else that is not an integer.
+
+    Example:
+        >>> as_scale(np.int64(4))
+        4
+    """
+    if not isinstance(value, bool):
+        try:
+            return operator.index(value)  # type: ignore[arg-type]
+        except TypeError:
+            pass
+    hint = (
+        " Networks upscale by whole factors; for another final size, use upscale(..., "
+        "outscale=...)."
+        if isinstance(value, float)
+        else ""
+    )
+    raise ArgumentTypeError(
+        f"scale must be an integer such as 4, got {value!r} ({type(value).__name__}).{hint}"
+    )
 
 
 def set5_set14(
@@ -203,16 +238,43 @@ class ModelSpec:
         return bool(self.weights)
 
     def check_scale(self, scale: int) -> None:
-        """Raise :class:`UnsupportedScaleError` unless ``scale`` is supported.
+        """Raise unless ``scale`` is an integer this model supports.
 
         Args:
             scale: Upscaling factor to check.
 
+        Raises:
+            ArgumentTypeError: ``scale`` is not an integer (see :func:`as_scale`).
+            UnsupportedScaleError: The model does not support it.
+
         Example:
             >>> srzoo.model_info("edsr").check_scale(4)
         """
-        if scale not in self.scales:
-            raise UnsupportedScaleError(self.name, scale, self.scales)
+        self.resolve_scale(scale)
+
+    def resolve_scale(self, scale: object | None) -> int:
+        """The scale to build at: ``None`` means the default; integers are checked.
+
+        Args:
+            scale: What the caller passed (``None``, a Python or NumPy integer).
+
+        Returns:
+            The scale as an ``int``.
+
+        Raises:
+            ArgumentTypeError: ``scale`` is not an integer.
+            UnsupportedScaleError: The model does not support it.
+
+        Example:
+            >>> srzoo.model_info("edsr").resolve_scale(None)
+            4
+        """
+        if scale is None:
+            return self.scale
+        s = as_scale(scale)
+        if s not in self.scales:
+            raise UnsupportedScaleError(self.name, s, self.scales)
+        return s
 
     def weights_for(self, scale: int, tag: str = "default") -> WeightSpec | None:
         """The registered weights for ``scale`` with ``tag``, or ``None``.
@@ -248,8 +310,7 @@ class ModelSpec:
         Example:
             >>> net = srzoo.model_info("edsr-baseline").build(2)
         """
-        s = self.scale if scale is None else scale
-        self.check_scale(s)
+        s = self.resolve_scale(scale)
         return self.builder(scale=s, **{**self.defaults, **overrides})
 
     def num_params(self, scale: int | None = None) -> int:
@@ -265,7 +326,7 @@ class ModelSpec:
             >>> srzoo.model_info("edsr").num_params(4)
             43089947
         """
-        s = self.scale if scale is None else scale
+        s = self.resolve_scale(scale)
         with _PARAMS_LOCK:
             key = (self.name, s)
             if key not in _PARAMS_CACHE:
@@ -329,6 +390,26 @@ def get_spec(name: str) -> ModelSpec:
     if not close:
         close = [n for n in _REGISTRY if normal in n or n in normal][:3]
     raise UnknownModelError(name, close)
+
+
+def find_weights(sha256: str) -> list[tuple[ModelSpec, WeightSpec]]:
+    """Every registered checkpoint whose file has this sha256.
+
+    Args:
+        sha256: Hex digest of a file.
+
+    Returns:
+        ``(model, weights)`` pairs, in registry order (empty for an unregistered file).
+
+    Example:
+        >>> [(m.name, w.scale) for m, w in find_weights(digest)]
+        [('fsrcnn', 3)]
+    """
+    _ensure_builtin()
+    digest = sha256.lower()
+    return [
+        (spec, w) for spec in _REGISTRY.values() for w in spec.weights if w.sha256 == digest
+    ]
 
 
 def model_info(name: str) -> ModelSpec:

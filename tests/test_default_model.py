@@ -113,7 +113,7 @@ def test_load_default_offline(scale: int, no_network: Path) -> None:
 def test_load_default_refuses_other_scales() -> None:
     with pytest.raises(srzoo.UnsupportedScaleError, match="x2, x3, x4"):
         srzoo.load_default(8)
-    with pytest.raises(srzoo.UnsupportedScaleError):
+    with pytest.raises(srzoo.ArgumentTypeError, match="integer"):
         srzoo.load_default(True)  # type: ignore[arg-type]
 
 

@@ -767,3 +767,165 @@ def test_meta_build_leaves_initialisation_alone(tmp_path: Path) -> None:
     # Randomly initialised modules are still random.
     a, b = srzoo.create("edsr-baseline", 2, **TINY), srzoo.create("edsr-baseline", 2, **TINY)
     assert not torch.equal(a.get_parameter("head.0.weight"), b.get_parameter("head.0.weight"))
+
+
+# --------------------------------------------------------------------------------------------------
+# A damaged cache is never used
+
+
+def _flip_byte(path: Path, offset_from_end: int = 100) -> None:
+    data = bytearray(path.read_bytes())
+    data[-offset_from_end] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_converted_copy_with_flipped_bytes_is_rebuilt(
+    server: HubServer, register: Any, isolated: Path
+) -> None:
+    ref = _tiny(5)
+    data = _pth_bytes(ref)
+    name = register("t-flip", _spec(server.add_file("flip_x2.pth", data), data))
+    srzoo.load(name, 2, progress=False)
+    converted = isolated / "converted" / f"{hashlib.sha256(data).hexdigest()}.safetensors"
+    recorded = Path(str(converted) + ".sha256").read_text().strip()
+    assert recorded == hashlib.sha256(converted.read_bytes()).hexdigest()
+    # A flipped bit inside a tensor keeps the file readable: only the digest can tell.
+    _flip_byte(converted)
+    server.stop()  # rebuilt from the verified original in the cache, not downloaded again
+    model = srzoo.load(name, 2, progress=False)
+    assert _same_weights(model, ref)
+    # A new copy with its own digest (safetensors headers are not byte-for-byte reproducible).
+    rebuilt = Path(str(converted) + ".sha256").read_text().strip()
+    assert rebuilt == hashlib.sha256(converted.read_bytes()).hexdigest()
+
+
+def test_converted_copy_without_a_recorded_digest_is_rebuilt(
+    server: HubServer, register: Any, isolated: Path
+) -> None:
+    ref = _tiny(6)
+    data = _pth_bytes(ref)
+    name = register("t-nodigest", _spec(server.add_file("nd_x2.pth", data), data))
+    srzoo.load(name, 2, progress=False)
+    converted = isolated / "converted" / f"{hashlib.sha256(data).hexdigest()}.safetensors"
+    Path(str(converted) + ".sha256").unlink()
+    _flip_byte(converted)
+    assert _same_weights(srzoo.load(name, 2, progress=False), ref)
+    assert Path(str(converted) + ".sha256").is_file()
+
+
+def test_damaged_download_in_the_cache_is_fetched_again(
+    server: HubServer, register: Any, isolated: Path
+) -> None:
+    ref = _tiny(7)
+    path = isolated.parent / "w.safetensors"
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, path)
+    data = path.read_bytes()
+    name = register("t-dmg", _spec(server.add_file("dmg_x2.safetensors", data), data))
+    srzoo.load(name, 2, progress=False)
+    [cached] = list(isolated.rglob("dmg_x2.safetensors"))
+    _flip_byte(cached)
+    assert _same_weights(srzoo.load(name, 2, progress=False), ref)
+    assert server.gets("dmg_x2.safetensors") == 2
+    assert cached.read_bytes() == data
+
+
+def test_damaged_original_under_a_damaged_conversion_is_fetched_again(
+    server: HubServer, register: Any, isolated: Path
+) -> None:
+    ref = _tiny(8)
+    data = _pth_bytes(ref)
+    name = register("t-dmg2", _spec(server.add_file("dmg2_x2.pth", data), data))
+    srzoo.load(name, 2, progress=False)
+    converted = isolated / "converted" / f"{hashlib.sha256(data).hexdigest()}.safetensors"
+    [original] = list(isolated.rglob("dmg2_x2.pth"))
+    _flip_byte(converted)
+    _flip_byte(original)
+    assert _same_weights(srzoo.load(name, 2, progress=False), ref)
+    assert server.gets("dmg2_x2.pth") == 2
+
+
+def test_damaged_packaged_file_is_refused_not_deleted(register: Any, tmp_path: Path) -> None:
+    path = tmp_path / "w.safetensors"
+    save_file({k: v.contiguous() for k, v in _tiny().state_dict().items()}, path)
+    good = hashlib.sha256(path.read_bytes()).hexdigest()
+    _flip_byte(path)
+    name = register("t-local-dmg", _spec(str(path), None, sha256=good))
+    with pytest.raises(WeightsError, match="not the registered file"):
+        srzoo.load(name, 2)
+    assert path.is_file()
+
+
+# --------------------------------------------------------------------------------------------------
+# The format comes from the bytes, not the name
+
+
+@pytest.mark.parametrize("name", ["model.pth", "model", "model.bin", "weights.ckpt"])
+def test_safetensors_under_any_name_loads(tmp_path: Path, name: str) -> None:
+    ref = _tiny()
+    path = tmp_path / name
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, path)
+    assert sw.checkpoint_format(path) == "safetensors"
+    model = srzoo.load("edsr-baseline", 2, weights=path, **TINY)
+    assert _same_weights(model.to(memory_format=torch.contiguous_format), ref)
+
+
+def test_pickles_under_any_name_load(tmp_path: Path) -> None:
+    ref = _tiny()
+    zipped = tmp_path / "zipped.safetensors"  # a zip checkpoint with a misleading name
+    zipped.write_bytes(_pth_bytes(ref))
+    legacy = tmp_path / "legacy"
+    torch.save(ref.state_dict(), legacy, _use_new_zipfile_serialization=False)
+    assert sw.checkpoint_format(zipped) == "zip"
+    assert sw.checkpoint_format(legacy) == "pickle"
+    for path in (zipped, legacy):
+        model = srzoo.load("edsr-baseline", 2, weights=str(path), **TINY)
+        assert _same_weights(model.to(memory_format=torch.contiguous_format), ref)
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b"", "empty"),
+        (b"<!DOCTYPE html><html>quota exceeded</html>", "HTML"),
+        (b'{"error": "not found"}', "text"),
+        (b"\x89PNG\r\n\x1a\n" + bytes(64), "neither a safetensors file nor a PyTorch"),
+        (os.urandom(256), "not a checkpoint"),
+    ],
+)
+def test_a_file_that_is_no_checkpoint_says_so(tmp_path: Path, content: bytes, says: str) -> None:
+    path = tmp_path / "weights.pth"
+    path.write_bytes(content)
+    with pytest.raises(WeightsError, match=says) as caught:
+        srzoo.load("edsr-baseline", 2, weights=path, **TINY)
+    assert "weights_only=False" not in str(caught.value)
+
+
+def test_no_message_ever_suggests_unsafe_loading() -> None:
+    root = Path(srzoo.__file__).resolve().parent
+    for source in root.rglob("*.py"):
+        assert "weights_only=False" not in source.read_text(), source
+
+
+def test_integer_or_complex_weights_are_refused(tmp_path: Path) -> None:
+    state = {k: v.contiguous() for k, v in _tiny().state_dict().items()}
+    for bad in (torch.int64, torch.complex64):
+        broken = dict(state)
+        broken["head.0.weight"] = state["head.0.weight"].to(bad)
+        path = tmp_path / f"{bad}.safetensors".replace("torch.", "")
+        save_file(broken, path)
+        with pytest.raises(WeightsError, match="floating point"):
+            srzoo.load("edsr-baseline", 2, weights=path, **TINY)
+
+
+def test_registered_checkpoint_of_another_model_or_scale_is_refused(
+    register: Any, tmp_path: Path
+) -> None:
+    path = tmp_path / "mine_x2.pth"
+    path.write_bytes(_pth_bytes(_tiny()))
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    register("t-owner", _spec("https://example.invalid/mine_x2.pth", None, sha256=digest))
+    # Its own model and scale: fine.
+    srzoo.load("t-owner", 2, weights=path)
+    # Same tensor shapes, another model: refused, naming the right one.
+    with pytest.raises(WeightsError, match=r"'t-owner' at x2.*srzoo.load\('t-owner', scale=2"):
+        srzoo.load("edsr-baseline", 2, weights=path, **TINY)

@@ -165,6 +165,10 @@ def _read_safetensors(p: Path) -> StateDict:
 
 def _read_pickle(p: Path, fmt: CheckpointFormat) -> Any:
     try:
+        if p.suffix == ".safetensors":
+            # torch.load goes by a path's suffix here; an open file is read by its content.
+            with p.open("rb") as f:
+                return torch.load(f, map_location="cpu", weights_only=True)
         # mmap avoids copying the whole file into memory; only the zip format supports it.
         return torch.load(p, map_location="cpu", weights_only=True, mmap=fmt == "zip")
     except pickle.UnpicklingError as e:
