@@ -149,6 +149,7 @@ def progress_bar(
     """
     if not show_progress(progress):
         return _NoBar()
+    # imported only when a bar is drawn: keeps `import srzoo` fast
     from tqdm import tqdm
 
     options.setdefault("leave", False)

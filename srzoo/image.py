@@ -86,6 +86,7 @@ def pil_image_module() -> Any:
         (4, 4)
     """
     try:
+        # Pillow is optional (the image extra): imported on use
         from PIL import Image
     except ImportError as error:  # pragma: no cover - Pillow is installed in the test env
         raise MissingDependencyError(_INSTALL_HINT) from error
@@ -107,6 +108,7 @@ def is_pil_image(obj: object) -> bool:
     """
     if not type(obj).__module__.startswith("PIL"):
         return False
+    # Pillow is optional (the image extra): imported on use
     from PIL import Image
 
     return isinstance(obj, Image.Image)
@@ -224,7 +226,8 @@ def pil_to_array(image: PILImage.Image) -> tuple[npt.NDArray[Any], str]:
     """Pixels of a PIL image as an HWC/HW array, and the mode to rebuild the result in.
 
     EXIF orientation is applied (on a copy). Palette images become RGB or RGBA, bilevel images
-    gray; 16-bit gray (``I;16``) stays uint16.
+    gray; 16-bit gray (``I;16``) stays uint16. A transparent colour key (a PNG ``tRNS`` chunk of
+    a gray or RGB image) becomes an alpha channel.
 
     Args:
         image: Any PIL image.
@@ -242,6 +245,7 @@ def pil_to_array(image: PILImage.Image) -> tuple[npt.NDArray[Any], str]:
         ((3, 4, 3), 'RGB')
     """
     pil_image_module()
+    # Pillow is optional (the image extra): imported on use
     from PIL import ImageOps
 
     if image.width == 0 or image.height == 0:
@@ -253,6 +257,10 @@ def pil_to_array(image: PILImage.Image) -> tuple[npt.NDArray[Any], str]:
     elif mode in ("P", "PA"):
         has_alpha = mode == "PA" or "transparency" in image.info
         mode = "RGBA" if has_alpha else "RGB"
+        image = image.convert(mode)
+    elif mode in ("L", "RGB") and image.info.get("transparency") is not None:
+        # A colour key marks the transparent pixels; dropping it would show them opaque.
+        mode += "A"
         image = image.convert(mode)
     elif mode.startswith("I;16"):
         return np.asarray(image).astype(np.uint16), "I;16"
@@ -350,6 +358,7 @@ def read_image(path: str | os.PathLike[str]) -> PILImage.Image:
         >>> img = read_image("photo.png")
     """
     pil_image_module()
+    # Pillow is optional (the image extra): imported on use
     from PIL import ImageOps
 
     p = Path(path)

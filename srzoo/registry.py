@@ -407,9 +407,7 @@ def find_weights(sha256: str) -> list[tuple[ModelSpec, WeightSpec]]:
     """
     _ensure_builtin()
     digest = sha256.lower()
-    return [
-        (spec, w) for spec in _REGISTRY.values() for w in spec.weights if w.sha256 == digest
-    ]
+    return [(spec, w) for spec in _REGISTRY.values() for w in spec.weights if w.sha256 == digest]
 
 
 def model_info(name: str) -> ModelSpec:

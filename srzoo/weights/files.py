@@ -151,6 +151,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> StateDict:
 
 
 def _read_safetensors(p: Path) -> StateDict:
+    # imported on first read: keeps `import srzoo` fast
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -263,6 +264,7 @@ def save_safetensors_atomic(
     Example:
         >>> save_safetensors_atomic(model.state_dict(), Path("model.safetensors"))
     """
+    # imported on first write: keeps `import srzoo` fast
     from safetensors.torch import save_file
 
     try:

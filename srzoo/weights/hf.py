@@ -34,6 +34,7 @@ def _hf_tqdm(progress: bool | None) -> Any:
     overrides both."""
     if progress is None:
         return None
+    # imported only when a bar is configured: keeps `import srzoo` fast
     from tqdm import tqdm
 
     show = progress
@@ -110,6 +111,7 @@ def fetch_hf(
         >>> path, digest = fetch_hf("someone/my-edsr", "model.safetensors", revision=None,
         ...                         sha256=None, progress=False, hint=None)
     """
+    # huggingface_hub takes a noticeable time to import: only when the Hub is used
     from huggingface_hub import errors as hf_errors
     from huggingface_hub import hf_hub_download, hf_hub_url, try_to_load_from_cache
 

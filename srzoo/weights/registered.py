@@ -217,6 +217,7 @@ def _converted_state_dict(spec: WeightSpec, path: Path, digest: str) -> StateDic
     state = _read_converted(target)
     if state is not None:
         return state
+    # imported when a conversion is written: keeps `import srzoo` fast
     from filelock import FileLock
 
     try:

@@ -106,6 +106,7 @@ def fetch_url(
         return dest, hit
     if is_offline():
         raise offline_error(f"{dest.name} (from {url})", hint)
+    # imported when a download starts: keeps `import srzoo` fast
     from filelock import FileLock
 
     try:
