@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -31,6 +31,7 @@ __all__ = [
     "model_channels",
     "model_config",
     "model_scale",
+    "receptive_field",
     "set_model_config",
     "size_multiple",
     "unwrap_compiled",
@@ -198,6 +199,38 @@ def size_multiple(model: nn.Module) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else 1
 
 
+def receptive_field(model: nn.Module) -> int | Literal["global"] | None:
+    """How far, in input pixels, one output pixel looks: what tiling needs to know.
+
+    A module declares ``receptive_field``: an int (the radius; tiles overlapping by that much
+    reproduce the untiled output exactly) or ``None`` (the network uses global operations, such
+    as channel attention or global pooling, so tiles never reproduce it exactly).
+
+    Args:
+        model: A module (compiled or not).
+
+    Returns:
+        The radius, ``"global"``, or ``None`` when the module does not say.
+
+    Example:
+        >>> receptive_field(srzoo.create("srcnn", 2))
+        8
+    """
+    module = unwrap_compiled(model)
+    try:
+        value = module.receptive_field
+    except AttributeError:
+        return None
+    if value is None:
+        return "global"
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise ArgumentTypeError(
+        f"{type(module).__name__}.receptive_field is {value!r}; expected a radius in input "
+        "pixels (an int >= 0) or None for a network with global operations"
+    )
+
+
 def check_contract(model: nn.Module) -> None:
     """Raise unless ``model`` declares the attributes of :class:`SRModel` with sane values.
 
@@ -222,3 +255,4 @@ def check_contract(model: nn.Module) -> None:
             )
     if not isinstance(module, SRModel):
         raise ArgumentTypeError(f"{type(module).__name__} does not follow the SRModel protocol")
+    receptive_field(module)

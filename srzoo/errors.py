@@ -17,6 +17,7 @@ __all__ = [
     "NonFiniteOutputError",
     "SrzooError",
     "TileOutOfMemoryError",
+    "TilingWarning",
     "UnknownModelError",
     "UnsupportedScaleError",
     "WeightsError",
@@ -56,6 +57,11 @@ class NonFiniteOutputError(SrzooError, RuntimeError):
 
 class TileOutOfMemoryError(SrzooError, RuntimeError):
     """The model ran out of memory even on the smallest tile allowed."""
+
+
+class TilingWarning(UserWarning):
+    """Tiling changes this network's output: it uses global operations (channel attention,
+    global pooling), so no overlap makes tiles equal to the untiled result."""
 
 
 class UnknownModelError(SrzooError, KeyError):

@@ -22,9 +22,9 @@ from torch import nn
 
 from ._util import parameter_device_dtype, resolve_device, unwrap_compiled
 from .api import load, load_default
-from .contract import model_channels, model_config, model_scale
+from .contract import model_channels, model_config, model_scale, receptive_field
 from .contract import size_multiple as preferred_size_multiple
-from .errors import ArgumentError, ArgumentTypeError, NonFiniteOutputError
+from .errors import ArgumentError, ArgumentTypeError, NonFiniteOutputError, TilingWarning
 from .image import (
     array_to_pil,
     check_array,
@@ -37,7 +37,7 @@ from .image import (
 )
 from .metrics import imresize
 from .registry import as_scale, list_models
-from .tiling import TileArg, tiled_forward
+from .tiling import TileArg, max_overlap, tiled_forward
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -47,7 +47,12 @@ __all__ = ["resolve_model", "upscale"]
 AlphaMode = Literal["bicubic", "model"]
 ImageT = TypeVar("ImageT", npt.NDArray[Any], torch.Tensor)
 
-_DEFAULT_OVERLAP = 16
+# Default tiling overlaps: the receptive-field radius of a local network up to this cap (beyond
+# it the far taps weigh too little to matter and tiles would grow costly), this much for a
+# network with global operations, and the old default for a module that does not say.
+_MAX_DEFAULT_OVERLAP = 64
+_GLOBAL_OVERLAP = 32
+_UNKNOWN_OVERLAP = 16
 
 FLOAT_TOLERANCE = 0.05
 """How far outside [0, 1] a float image may reach and still be taken (then clamped as usual):
@@ -293,6 +298,11 @@ def _run_planes(
         dtype=dtype,
     )
     post = _Postprocess(max_value, not out.is_floating_point())
+    multiple = opts["size_multiple"]
+    field = receptive_field(net)
+    overlap = opts["overlap"]
+    if overlap is None:
+        overlap = _default_overlap(field, opts["tile"], multiple)
 
     def pre(t: torch.Tensor) -> torch.Tensor:
         return t.float() if t.is_floating_point() else t.float() / max_value
@@ -302,8 +312,8 @@ def _run_planes(
         planes,
         scale=pipeline.scale,
         tile=opts["tile"],
-        overlap=opts["overlap"],
-        size_multiple=opts["size_multiple"],
+        overlap=overlap,
+        size_multiple=multiple,
         batch_size=opts["batch_size"],
         device=device,
         dtype=torch.float32,
@@ -312,8 +322,37 @@ def _run_planes(
         out=out,
         pad_to_tile=unwrap_compiled(net) is not net,
         progress=opts["progress"],
+        on_split=(lambda n: _warn_global_tiling(net)) if field == "global" else None,
     )
     post.check(net, dtype)
+
+
+def _default_overlap(field: int | str | None, tile: TileArg, multiple: int) -> int:
+    if isinstance(field, int):
+        overlap = min(field, _MAX_DEFAULT_OVERLAP)
+    else:
+        overlap = _GLOBAL_OVERLAP if field == "global" else _UNKNOWN_OVERLAP
+    if isinstance(tile, int) and not isinstance(tile, bool) and tile >= 1:
+        overlap = min(overlap, max_overlap(tile, multiple))
+    return overlap
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_global_tiling(net: nn.Module) -> None:
+    config = model_config(net)
+    name = config.architecture if config is not None else type(unwrap_compiled(net)).__name__
+    if name in _WARNED:
+        return
+    _WARNED.add(name)
+    warnings.warn(
+        f"{name} uses global operations (channel attention or global pooling), so tiled output "
+        "differs from the untiled result (the guide lists measured differences); pass "
+        "tile=None to run whole images, or a larger tile to reduce the difference.",
+        TilingWarning,
+        stacklevel=7,
+    )
 
 
 def _check_float_range(values: torch.Tensor, name: str) -> None:
@@ -433,7 +472,7 @@ def upscale(
     *,
     scale: int,
     tile: TileArg = ...,
-    overlap: int = ...,
+    overlap: int | None = ...,
     batch_size: int = ...,
     device: str | torch.device | None = ...,
     dtype: torch.dtype | None = ...,
@@ -452,7 +491,7 @@ def upscale(
     *,
     scale: int,
     tile: TileArg = ...,
-    overlap: int = ...,
+    overlap: int | None = ...,
     batch_size: int = ...,
     device: str | torch.device | None = ...,
     dtype: torch.dtype | None = ...,
@@ -471,7 +510,7 @@ def upscale(
     *,
     scale: int | None = ...,
     tile: TileArg = ...,
-    overlap: int = ...,
+    overlap: int | None = ...,
     batch_size: int = ...,
     device: str | torch.device | None = ...,
     dtype: torch.dtype | None = ...,
@@ -490,7 +529,7 @@ def upscale(
     *,
     scale: int | None = ...,
     tile: TileArg = ...,
-    overlap: int = ...,
+    overlap: int | None = ...,
     batch_size: int = ...,
     device: str | torch.device | None = ...,
     dtype: torch.dtype | None = ...,
@@ -508,7 +547,7 @@ def upscale(
     *,
     scale: int | None = None,
     tile: TileArg = None,
-    overlap: int = _DEFAULT_OVERLAP,
+    overlap: int | None = None,
     batch_size: int = 1,
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
@@ -541,8 +580,10 @@ def upscale(
         tile: Tile side in input pixels (context included); ``None`` runs the whole image at
             once, ``"auto"`` picks the largest tile that fits. Out of memory, the tile is halved
             and the work continues.
-        overlap: Context pixels around each tile (at least the network's receptive-field
-            radius for a seamless result).
+        overlap: Context pixels around each tile. Default: the network's receptive-field
+            radius (``model.receptive_field``; exact tiles) up to 64, 32 for networks with
+            global operations, 16 for modules that do not declare one; in each case no more
+            than ``tile`` allows.
         batch_size: Tiles per forward pass.
         device: Device to run on (default: the model's). A module on another device or dtype
             is copied, not changed.
@@ -583,7 +624,9 @@ def upscale(
     if alpha not in ("bicubic", "model"):
         raise ArgumentError(f"alpha must be 'bicubic' or 'model', got {alpha!r}")
     _validate_outscale(outscale)
-    if overlap < 0:
+    if overlap is not None and (isinstance(overlap, bool) or not isinstance(overlap, int)):
+        raise ArgumentTypeError(f"overlap must be an int, got {type(overlap).__name__}")
+    if overlap is not None and overlap < 0:
         raise ArgumentError(f"overlap must be >= 0, got {overlap}")
     kind_ok = isinstance(image, (str, os.PathLike, np.ndarray, torch.Tensor)) or is_pil_image(image)
     if not kind_ok:
@@ -594,7 +637,7 @@ def upscale(
     net = resolve_model(model, scale=scale, device=device, dtype=dtype)
     opts: dict[str, Any] = {
         "tile": tile,
-        "overlap": overlap,
+        "overlap": overlap,  # None: chosen per model in _run_planes
         "batch_size": batch_size,
         "device": device,
         "dtype": dtype,

@@ -41,6 +41,7 @@ __all__ = [
     "auto_tile_size",
     "available_memory",
     "is_out_of_memory",
+    "max_overlap",
     "measure_peak_memory",
     "plan_axis",
     "plan_windows",
@@ -306,6 +307,27 @@ def _min_tile(overlap: int, multiple: int) -> int:
     return multiple * (2 * overlap // multiple + 1)
 
 
+def max_overlap(tile: int, size_multiple: int = 1) -> int:
+    """The largest overlap that a ``tile`` (as :func:`tiled_forward` rounds it) can carry.
+
+    Args:
+        tile: Tile side in input pixels.
+        size_multiple: The multiple tiles are rounded down to.
+
+    Returns:
+        The largest ``overlap`` for which the tile still leaves a core of at least one pixel.
+
+    Example:
+        >>> max_overlap(48)
+        23
+    """
+    side = max(_round_down(tile, size_multiple), size_multiple)
+    overlap = max(0, (side - 1) // 2)
+    while overlap > 0 and _min_tile(overlap, size_multiple) > side:
+        overlap -= 1
+    return overlap
+
+
 def auto_tile_size(
     model: TensorFn,
     *,
@@ -388,6 +410,7 @@ def tiled_forward(
     pad_to_tile: bool | None = None,
     progress: bool | None = None,
     desc: str = "tiles",
+    on_split: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
     """Apply ``model`` to ``x`` window by window, assembling the output on ``x``'s device.
 
@@ -417,6 +440,8 @@ def tiled_forward(
             only for models compiled with ``torch.compile``.
         progress: Show a progress bar over tiles (default: when stderr is a terminal).
         desc: Label of the progress bar.
+        on_split: Called with the number of windows when an image is split into more than
+            one (for networks whose output tiling changes; see :class:`TilingWarning`).
 
     Returns:
         The assembled output (``out`` when given).
@@ -489,6 +514,8 @@ def tiled_forward(
     try:
         while True:
             windows = plan_windows(n, height, width, side, overlap)
+            if on_split is not None and len(windows) > n:
+                on_split(len(windows) // n)
             bar.reset(len(windows))
             try:
                 for batch in _batches(windows, batch_size):
