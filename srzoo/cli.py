@@ -10,20 +10,34 @@ Example:
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import tempfile
+import threading
+import urllib.parse
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import torch
 
 from ._util import atomic_write, progress_bar, show_progress
+from ._version import __version__
 from .api import load, load_default
 from .errors import SrzooError
 from .evaluation import evaluate
-from .image import IMAGE_SUFFIXES, read_image_array, write_image
+from .image import (
+    IMAGE_SUFFIXES,
+    pil_image_module,
+    read_image_array,
+    read_image_tags,
+    write_image,
+)
 from .inference import upscale
 from .registry import get_spec, list_models
 from .weights import download
@@ -32,6 +46,43 @@ __all__ = ["main"]
 
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 _FORMATS = ("png", "jpg", "webp")
+
+# What srzoo records in each output (Software and Description tags): that srzoo wrote it, and
+# from which input name. The name is URL-quoted, as EXIF holds ASCII only; the folder is left
+# out, so that outputs do not carry the user's paths.
+_SOFTWARE = f"srzoo {__version__}"
+_FROM = "upscaled by srzoo from "
+
+_UPSCALE_HELP = """\
+Upscale image files, and the images in folders (searched recursively), into one output folder.
+
+Outputs: an input keeps its name with the --format suffix (x.jpg -> OUT/x.png); an image found
+in a folder keeps its path inside that folder (photos/sub/a.png -> OUT/sub/a.png). An input
+named twice is upscaled once. Each output is written under a hidden temporary name and renamed
+once complete: never a partial file. srzoo records itself and the input's name in every output
+(the PNG Software and Description texts, the same EXIF tags in JPEG and WebP).
+
+Reruns: an output that srzoo wrote from an input of the same name is skipped, unless
+--overwrite. Any other file in an output's place fails (exit 1) and is kept, unless
+--overwrite replaces it.
+
+Collisions are found from the whole list before anything is written, and fail on every run
+(exit 1) with nothing written for the inputs concerned: inputs whose outputs would be one
+file (x.png and x.jpg: "OUT/x.png would also be the output of ..."), and an input whose
+output would replace an input.
+
+Outputs are not inputs: a file that srzoo wrote from a listed input, and that lies where that
+input's outputs go, is not an input (whatever its --format then). So a rerun into an input
+folder (-o on an input folder, with another --format) skips those outputs instead of
+upscaling them again. An image srzoo did not write is always an input, whatever its name.
+When the output folder lies inside an input folder, nothing under it is read as input.
+
+Exit status: 0 done; 1 some inputs failed (each one named); 2 bad usage or an output folder
+that cannot be created or written (checked before a model is loaded); 130, 143 or 129 when
+stopped by SIGINT, SIGTERM or SIGHUP (finished outputs are kept, no temporary file is left).
+Images over Pillow's pixel limit (a guard against decompression bombs) fail; --max-pixels
+raises it for trusted files.
+"""
 
 
 def _tile(value: str) -> int | str:
@@ -106,7 +157,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, default=None, help="write per-image scores as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    p = sub.add_parser("upscale", help="upscale image files and folders")
+    p = sub.add_parser(
+        "upscale",
+        help="upscale image files and folders",
+        description=_UPSCALE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     p.add_argument("-o", "--output", required=True, type=Path, help="output folder")
     p.add_argument(
@@ -118,7 +174,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=int, default=None, help="upscaling factor (required without -m)")
     p.add_argument("--weights", default=None, help="weights tag or local checkpoint (with -m)")
     p.add_argument("--tile", type=_tile, default=None, help="tile side in pixels, or 'auto'")
-    p.add_argument("--overlap", type=_non_negative, default=16, help="context around tiles")
+    p.add_argument(
+        "--overlap",
+        type=_non_negative,
+        default=None,
+        help="context around tiles (default: the network's receptive field, capped)",
+    )
     p.add_argument("--batch-size", type=_positive_int, default=1, help="tiles per forward pass")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if any)")
     p.add_argument("--dtype", choices=sorted(_DTYPES), default="fp32")
@@ -127,6 +188,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", choices=("bicubic", "model"), default="bicubic")
     p.add_argument("--self-ensemble", action="store_true", help="x8 flips and rotations")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument(
+        "--max-pixels",
+        type=_non_negative,
+        default=None,
+        help="largest input in pixels (default: PIL.Image.MAX_IMAGE_PIXELS; 0: no limit)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -134,11 +201,17 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the ``srzoo`` command.
 
+    While it runs, SIGTERM and SIGHUP stop it as SIGINT (Ctrl-C) does, so that no temporary
+    file is left behind; the signal handlers in place before the call are restored after it.
+    ``srzoo upscale --help`` states the rules of the upscale command.
+
     Args:
         argv: Arguments without the program name (default: ``sys.argv[1:]``).
 
     Returns:
-        The exit status: 0 on success, 1 when some file or download failed, 2 for bad usage.
+        The exit status: 0 on success, 1 when some file or download failed, 2 for bad usage
+        (or an unusable output folder), 128 + the signal's number when stopped by a signal
+        (130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP).
 
     Example:
         >>> main(["list", "edsr*"])
@@ -156,15 +229,61 @@ def main(argv: list[str] | None = None) -> int:
         "eval": _cmd_eval,
         "upscale": _cmd_upscale,
     }
+    signals = _SignalsStop()
     try:
-        return commands[args.command](args)
+        with signals:
+            return commands[args.command](args)
     except KeyboardInterrupt:
-        _error("interrupted")
-        return 130
+        signum = signals.received or signal.SIGINT
+        _error(f"interrupted by {signal.Signals(signum).name}")
+        return 128 + signum
+
+
+class _SignalsStop:
+    """Within its block, SIGTERM and SIGHUP stop the program as SIGINT does: by raising
+    KeyboardInterrupt in the main thread, so that every ``finally`` (which removes temporary
+    files) runs. A second signal while stopping is ignored, so the cleanup is not cut short.
+    Signals that were ignored on entry (``nohup``) stay ignored; the previous handlers are
+    restored on exit."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _SignalsStop:
+        if threading.current_thread() is not threading.main_thread():
+            return self  # only the main thread may set handlers (main() called from a thread)
+        for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+            signum = getattr(signal, name, None)
+            if signum is None:
+                continue  # SIGHUP does not exist on Windows
+            previous = signal.getsignal(signum)
+            if previous is signal.SIG_IGN:
+                continue
+            self._previous[signum] = previous
+            signal.signal(signum, self._stop)
+        return self
+
+    def _stop(self, signum: int, frame: FrameType | None) -> None:
+        del frame
+        if self.received is not None:
+            return
+        self.received = signum
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, previous in self._previous.items():
+            # None: a handler set outside Python, which cannot be put back; the default is.
+            signal.signal(signum, signal.SIG_DFL if previous is None else previous)
+        self._previous.clear()
 
 
 def _error(message: str) -> None:
     print(f"srzoo: error: {message}", file=sys.stderr)
+
+
+def _warn(message: str) -> None:
+    print(f"srzoo: warning: {message}", file=sys.stderr)
 
 
 def _one_line(error: BaseException) -> str:
@@ -276,91 +395,299 @@ class _Job:
     target: Path
 
 
-def _walk(inputs: Sequence[str], out_dir: Path, suffix: str) -> Iterator[_Job | str]:
-    """Files to upscale with their outputs (names kept, relative paths kept inside folders),
-    or one error line for an input that does not exist."""
+@dataclass
+class _Plan:
+    """What a run will do, decided from the whole list of inputs before anything is written."""
+
+    run: list[_Job] = field(default_factory=list)
+    skipped: int = 0
+    failures: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _key(path: Path) -> Path:
+    """The file a path names, for comparing paths (links, ``..``, relative paths)."""
+    return Path(os.path.realpath(path))
+
+
+def _broken_link(path: Path) -> str:
+    return f"{path}: a broken symbolic link (its target {os.readlink(path)} does not exist)"
+
+
+def _walk(inputs: Sequence[str], out_dir: Path, suffix: str, plan: _Plan) -> list[_Job]:
+    """Files to upscale with their outputs (names kept, relative paths kept inside folders);
+    inputs that do not exist go to ``plan.failures``."""
+    out_key = _key(out_dir)
+    jobs: list[_Job] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            files = sorted(
-                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-            )
-            inner_out = out_dir.resolve() != path.resolve()
-            for f in files:
-                if inner_out and out_dir.resolve() in f.resolve().parents:
-                    continue  # outputs written into a subfolder of an input are not inputs
-                rel = f.relative_to(path)
-                yield _Job(f, out_dir / rel.parent / (rel.stem + suffix))
-        elif path.is_file():
-            yield _Job(path, out_dir / (path.stem + suffix))
+            root = _key(path)
+            # An output folder inside an input folder holds outputs, never inputs.
+            holds_out = root in out_key.parents
+            found = 0
+            for f in sorted(path.rglob("*")):
+                if f.suffix.lower() not in IMAGE_SUFFIXES:
+                    continue
+                parent = _key(f.parent)
+                if holds_out and (parent == out_key or out_key in parent.parents):
+                    continue
+                if f.is_symlink() and not f.exists():
+                    plan.failures.append(_broken_link(f))
+                elif f.is_file():
+                    rel = f.relative_to(path)
+                    jobs.append(_Job(f, out_dir / rel.parent / (rel.stem + suffix)))
+                else:
+                    continue  # a folder named like an image
+                found += 1
+            if not found:
+                suffixes = " ".join(sorted(IMAGE_SUFFIXES))
+                plan.notes.append(f"{path}: no image files in this folder ({suffixes})")
+        elif path.is_symlink() and not path.exists():
+            plan.failures.append(_broken_link(path))
+        elif path.exists():
+            jobs.append(_Job(path, out_dir / (path.stem + suffix)))
         else:
-            yield f"{path}: no such file or folder"
+            plan.failures.append(f"{path}: no such file or folder")
+    return jobs
+
+
+def _description(source: Path) -> str:
+    return _FROM + urllib.parse.quote(source.name)
+
+
+def _srzoo_output_of(job: _Job, producers: dict[tuple[Path, str], set[Path]]) -> bool:
+    """Whether srzoo wrote ``job.source`` from another input that ``producers`` lists."""
+    tags = read_image_tags(job.source)
+    if not tags.get("Software", "").startswith("srzoo"):
+        return False
+    made_by = producers.get((_key(job.source.parent), tags.get("Description", "")), set())
+    return bool(made_by - {_key(job.source)})
+
+
+def _written_from(path: Path, source: Path) -> bool:
+    """Whether srzoo wrote ``path`` as the output of an input named as ``source`` is."""
+    tags = read_image_tags(path)
+    written_by_srzoo = tags.get("Software", "").startswith("srzoo")
+    return written_by_srzoo and tags.get("Description") == _description(source)
+
+
+def _plan(inputs: Sequence[str], out_dir: Path, suffix: str, *, overwrite: bool) -> _Plan:
+    """The rules of ``srzoo upscale --help``: duplicates, earlier outputs, collisions, skips."""
+    plan = _Plan()
+    unique: dict[tuple[Path, Path], _Job] = {}
+    for job in _walk(inputs, out_dir, suffix, plan):
+        unique.setdefault((_key(job.source), _key(job.target)), job)
+    jobs = list(unique.values())
+    # An earlier output is not an input: srzoo wrote it from an input listed now, and it lies
+    # where that input's outputs go (in any format).
+    producers: dict[tuple[Path, str], set[Path]] = {}
+    for job in jobs:
+        home = (_key(job.target.parent), _description(job.source))
+        producers.setdefault(home, set()).add(_key(job.source))
+    homes = {folder for folder, _ in producers}
+    kept: list[_Job] = []
+    for job in jobs:
+        folder = _key(job.source.parent)
+        if folder in homes and _srzoo_output_of(job, producers):
+            continue
+        kept.append(job)
+    by_target: dict[Path, list[_Job]] = {}
+    for job in kept:
+        by_target.setdefault(_key(job.target), []).append(job)
+    sources = {_key(job.source): job.source for job in kept}
+    for job in kept:
+        target = _key(job.target)
+        others = [str(j.source) for j in by_target[target] if j is not job]
+        blocker = _file_in_the_way(job.target, out_dir)
+        if target == _key(job.source):
+            plan.failures.append(
+                f"{job.source}: the output would replace its input; choose another output "
+                "folder (-o) or --format"
+            )
+        elif target in sources:
+            plan.failures.append(
+                f"{job.source}: its output {job.target} is the input {sources[target]}, which "
+                "srzoo did not write; choose another output folder (-o) or --format"
+            )
+        elif others:
+            plan.failures.append(
+                f"{job.source}: {job.target} would also be the output of {', '.join(others)}; "
+                "rename one of them, or upscale them into separate folders"
+            )
+        elif blocker is not None:
+            plan.failures.append(
+                f"{job.source}: cannot write {job.target}: {blocker} is a file, not a folder"
+            )
+        elif job.target.exists() or job.target.is_symlink():
+            if not job.target.is_file():
+                plan.failures.append(
+                    f"{job.source}: {job.target} exists and is not a file; move it away"
+                )
+            elif overwrite:
+                plan.run.append(job)
+            elif _written_from(job.target, job.source):
+                plan.skipped += 1
+            else:
+                plan.failures.append(
+                    f"{job.source}: {job.target} exists and srzoo did not write it from "
+                    f"{job.source.name}; move it away, or replace it with --overwrite"
+                )
+        else:
+            plan.run.append(job)
+    return plan
+
+
+def _file_in_the_way(target: Path, out_dir: Path) -> Path | None:
+    """A file where a folder between ``out_dir`` and ``target`` must be created, if any."""
+    for parent in target.parents:
+        if parent == out_dir:
+            return None
+        if parent.exists() and not parent.is_dir():
+            return parent
+    return None
+
+
+def _check_output_folder(out: Path) -> str | None:
+    """Create the output folder and write a probe file there; what is wrong, if anything."""
+    if out.is_symlink() and not out.exists():
+        return f"the output folder {out} is a broken symbolic link; choose a folder with -o"
+    if out.exists() and not out.is_dir():
+        return f"the output {out} exists and is not a folder; choose a folder with -o"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        return (
+            f"cannot create the output folder {out} ({error.strerror or error}); choose a "
+            "folder you can write to with -o"
+        )
+    try:
+        fd, probe = tempfile.mkstemp(dir=out, prefix=".srzoo-probe-")
+    except OSError as error:
+        return (
+            f"cannot write into the output folder {out} ({error.strerror or error}); choose a "
+            "folder you can write to with -o"
+        )
+    try:
+        os.close(fd)
+    finally:
+        os.unlink(probe)
+    return None
+
+
+def _remove_empty(folders: Sequence[Path]) -> None:
+    """Remove folders this run created (deepest first) if they are still empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+@contextmanager
+def _pixel_limit(limit: int | None) -> Iterator[None]:
+    """Pillow's guard against decompression bombs set to ``limit`` (0: none) for the block."""
+    if limit is None:
+        yield
+        return
+    image_mod = pil_image_module()
+    previous = image_mod.MAX_IMAGE_PIXELS
+    image_mod.MAX_IMAGE_PIXELS = limit or None
+    try:
+        yield
+    finally:
+        image_mod.MAX_IMAGE_PIXELS = previous
 
 
 def _cmd_upscale(args: argparse.Namespace) -> int:
+    """``srzoo upscale``: its rules are those of ``_UPSCALE_HELP``, the command's ``--help``."""
+    if args.model is None and (args.scale is None or args.weights is not None):
+        _error(
+            "srzoo's built-in model needs --scale (2, 3 or 4) and takes no --weights; "
+            "or choose a model with -m NAME (srzoo list shows the names)"
+        )
+        return 2
+    try:
+        pil_image_module()
+    except SrzooError as error:
+        _error(_one_line(error))
+        return 2
+    out: Path = args.output
+    new_folders = [p for p in (out, *out.parents) if not p.exists() and not p.is_symlink()]
+    problem = _check_output_folder(out)
+    if problem is not None:
+        _remove_empty(new_folders)
+        _error(problem)
+        return 2
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = _DTYPES[args.dtype]
     try:
         if args.model is None:
-            if args.scale is None or args.weights is not None:
-                _error(
-                    "srzoo's built-in model needs --scale (2, 3 or 4) and takes no --weights; "
-                    "or choose a model with -m NAME (srzoo list shows the names)"
-                )
-                return 2
             model = load_default(args.scale, device=device, dtype=dtype)
         else:
             weights = args.weights if args.weights is not None else "default"
             model = load(args.model, args.scale, weights=weights, device=device, dtype=dtype)
     except (SrzooError, OSError, ValueError, RuntimeError) as error:
+        _remove_empty(new_folders)
         _error(_one_line(error))
         return 2
-    suffix = "." + args.format
-    jobs = list(_walk(args.inputs, args.output, suffix))
-    failures: list[str] = [j for j in jobs if isinstance(j, str)]
-    todo = [j for j in jobs if isinstance(j, _Job)]
-    claimed: dict[Path, Path] = {}
-    written = skipped = 0
+    plan = _plan(args.inputs, out, "." + args.format, overwrite=args.overwrite)
+    for note in plan.notes:
+        _warn(note)
+    failures = list(plan.failures)
+    written = 0
     show = show_progress(False if args.quiet else None)
-    with progress_bar(show, total=len(todo), desc="upscale", unit="image", leave=True) as bar:
-        for job in todo:
-            if job.target.resolve() == job.source.resolve():
-                failures.append(f"{job.source}: the output would replace its input")
-            elif job.target in claimed:
-                failures.append(f"{job.source}: same output name as {claimed[job.target]}")
-            elif job.target.exists() and not args.overwrite:
-                skipped += 1
-            else:
-                claimed[job.target] = job.source
+    try:
+        with (
+            _pixel_limit(args.max_pixels),
+            progress_bar(
+                show, total=len(plan.run), desc="upscale", unit="image", leave=True
+            ) as bar,
+        ):
+            for job in plan.run:
                 try:
-                    image = read_image_array(job.source)
-                    result = upscale(
-                        model,
-                        image,
-                        tile=args.tile,
-                        overlap=args.overlap,
-                        batch_size=args.batch_size,
-                        outscale=args.outscale,
-                        alpha=args.alpha,
-                        self_ensemble=args.self_ensemble,
-                        progress=show,
-                    )
-                    _write_atomically(job.target, result, args.format, write_image)
+                    _upscale_one(job, model, args, show)
                     written += 1
                 except Exception as error:
                     message = _one_line(error)
                     if str(job.source) not in message:
                         message = f"{job.source}: {message}"
                     failures.append(message)
-            bar.update(1)
-    summary = f"{written} written, {skipped} skipped (already exist), {len(failures)} failed"
-    print(f"{summary}; outputs in {args.output}")
+                bar.update(1)
+    except KeyboardInterrupt:
+        print(f"{written} written before the interruption; outputs in {out}")
+        raise
+    summary = f"{written} written, {plan.skipped} skipped (already exist), {len(failures)} failed"
+    print(f"{summary}; outputs in {out}")
     for line in failures:
         _error(line)
     return 1 if failures else 0
 
 
-def _write_atomically(target: Path, image: Any, fmt: str, write: Any) -> None:
+def _upscale_one(job: _Job, model: Any, args: argparse.Namespace, show: bool) -> None:
+    """Read, upscale and write one image; what the readers and writers warn is printed."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            image = read_image_array(job.source)
+            result = upscale(
+                model,
+                image,
+                tile=args.tile,
+                overlap=args.overlap,
+                batch_size=args.batch_size,
+                outscale=args.outscale,
+                alpha=args.alpha,
+                self_ensemble=args.self_ensemble,
+                progress=show,
+            )
+            _write_atomically(job.target, result, args.format, _description(job.source))
+        finally:
+            for w in caught:
+                _warn(" ".join(str(w.message).split()))
+
+
+def _write_atomically(target: Path, image: Any, fmt: str, description: str) -> None:
     """Write to a hidden temporary name next to ``target`` and rename it once complete, so a
     failed or interrupted run never leaves a partial file or replaces a good one."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -370,7 +697,8 @@ def _write_atomically(target: Path, image: Any, fmt: str, write: Any) -> None:
         warnings.catch_warnings(record=True) as caught,
     ):
         warnings.simplefilter("always")
-        write(tmp, image, format=fmt)
+        write_image(tmp, image, format=fmt, software=_SOFTWARE, description=description)
     for w in caught:
         # The writer names the temporary file; the user knows the target.
-        print(f"srzoo: warning: {str(w.message).replace(str(tmp), str(target))}", file=sys.stderr)
+        message = str(w.message).replace(str(tmp), str(target))
+        warnings.warn(message, UserWarning, stacklevel=2)

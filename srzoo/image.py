@@ -11,11 +11,13 @@ papers (SRCNN, FSRCNN, VDSR, ...) use: its Y equals :func:`srzoo.metrics.rgb_to_
 from __future__ import annotations
 
 import os
+import re
 import struct
 import warnings
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -39,6 +41,7 @@ __all__ = [
     "pil_to_array",
     "read_image",
     "read_image_array",
+    "read_image_tags",
     "rgb_to_ycbcr",
     "write_image",
     "ycbcr_to_rgb",
@@ -304,54 +307,150 @@ def array_to_pil(array: npt.NDArray[Any], mode: str) -> PILImage.Image:
 # --------------------------------------------------------------------------- #
 
 
-def _png_header(path: Path) -> tuple[int, int] | None:
-    """``(bit depth, colour type)`` of a PNG file, or ``None`` for other files."""
-    with open(path, "rb") as f:
-        head = f.read(26)
-    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
-        return None
-    return head[24], head[25]
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+# Formats whose further images are not frames of the picture: an MPO (a camera's JPEG) carries
+# previews, an HDR gain map or a second view after the photo; a PSD's are the layers of the
+# composite image Pillow reads first.
+_SINGLE_PICTURE_FORMATS = frozenset({"MPO", "PSD"})
+
+_EXIF_ORIENTATION = 0x0112
+# The text tags write_image records and read_image_tags reads: name -> EXIF tag number.
+_TEXT_TAGS = {"Software": 0x0131, "Description": 0x010E}
+
+# Pillow's decompression-bomb messages read "Image size (N pixels) exceeds limit of M pixels".
+_PIXEL_COUNT = re.compile(r"\((\d+) pixels\)")
 
 
-def _is_16bit_colour_png(path: Path) -> bool:
-    header = _png_header(path)
+class _Decoded(NamedTuple):
+    """A decoded file: Pillow's image and what Pillow does not keep for srzoo."""
+
+    image: PILImage.Image
+    orientation: int
+    """EXIF orientation (1 when absent), not yet applied to ``image``."""
+    png16: bytes | None
+    """The file's bytes when it is a 16-bit colour PNG, which Pillow reads as 8-bit."""
+    tiff_bits: int
+    """Bits per sample of a colour TIFF deeper than 8 bits, which Pillow reads as 8-bit; else 0."""
+
+
+def _is_16bit_colour_png(head: bytes) -> bool:
+    if len(head) < 26 or head[:8] != _PNG_SIGNATURE or head[12:16] != b"IHDR":
+        return False
     # Colour types 2 (RGB), 4 (gray + alpha) and 6 (RGBA): Pillow reads them as 8-bit.
-    return header is not None and header[0] == 16 and header[1] in (2, 4, 6)
+    return head[24] == 16 and head[25] in (2, 4, 6)
 
 
-def _open_checked(path: Path) -> PILImage.Image:
+def _deep_colour_tiff_bits(image: PILImage.Image) -> int:
+    if image.format != "TIFF" or image.mode not in ("RGB", "RGBA"):
+        return 0
+    bits = getattr(image, "tag_v2", {}).get(258)  # BitsPerSample
+    depths = [b for b in (bits if isinstance(bits, tuple) else (bits,)) if isinstance(b, int)]
+    return max(depths) if depths and max(depths) > 8 else 0
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _too_many_pixels(path: Path, error: Exception, limit: int | None) -> ImageReadError:
+    found = _PIXEL_COUNT.search(str(error))
+    pixels = f"{int(found[1]):,} pixels" if found else "more pixels than allowed"
+    bound = f" of {limit:,}" if limit is not None else ""
+    return ImageReadError(
+        f"{path}: the image has {pixels}, over the limit{bound} that guards against "
+        "decompression bombs (PIL.Image.MAX_IMAGE_PIXELS, or srzoo upscale --max-pixels); if "
+        "you trust the file, raise that limit"
+    )
+
+
+def _open_checked(path: Path) -> _Decoded:
+    """Decode the one picture in ``path``, or raise an :class:`ImageReadError` saying why not."""
     image_mod = pil_image_module()
+    if path.is_symlink() and not path.exists():
+        raise ImageReadError(
+            f"{path}: a broken symbolic link (its target {os.readlink(path)} does not exist)"
+        )
     if not path.exists():
         raise ImageReadError(f"{path}: no such file")
     if path.is_dir():
         raise ImageReadError(f"{path}: is a folder, not an image")
-    if path.stat().st_size == 0:
-        raise ImageReadError(f"{path}: the file is empty")
+    if not path.is_file():
+        raise ImageReadError(f"{path}: not a regular file (a pipe or a device); save it first")
     try:
-        image: PILImage.Image = image_mod.open(path)
-        image.load()
-    except image_mod.UnidentifiedImageError:
-        raise ImageReadError(f"{path}: not an image file Pillow can read") from None
-    except (OSError, SyntaxError, ValueError) as error:
-        # Pillow reports truncated and corrupt data as OSError (or SyntaxError for some formats).
-        raise ImageReadError(f"{path}: cannot decode the image ({error})") from None
+        file = open(path, "rb")  # noqa: SIM115 - closed by the `with` below, after decoding
+    except OSError as error:
+        raise ImageReadError(f"{path}: cannot open the file ({error.strerror or error})") from None
+    with file:
+        head = file.read(26)
+        if not head:
+            raise ImageReadError(f"{path}: the file is empty")
+        file.seek(0)
+        try:
+            with warnings.catch_warnings():
+                # Pillow only warns below twice its pixel limit: srzoo has one limit, an error.
+                warnings.simplefilter("error", image_mod.DecompressionBombWarning)
+                image: PILImage.Image = image_mod.open(file)
+                single = image.format in _SINGLE_PICTURE_FORMATS
+                frames = 1 if single else int(getattr(image, "n_frames", 1))
+                if frames <= 1:
+                    image.load()
+        except (image_mod.DecompressionBombError, image_mod.DecompressionBombWarning) as error:
+            raise _too_many_pixels(path, error, image_mod.MAX_IMAGE_PIXELS) from None
+        except image_mod.UnidentifiedImageError:
+            raise ImageReadError(
+                f"{path}: not an image file Pillow can read (an unknown format, or a corrupt or "
+                "zero-size header)"
+            ) from None
+        except MemoryError:
+            raise ImageReadError(f"{path}: not enough memory to decode the image") from None
+        except Exception as error:
+            # Pillow reports truncated and corrupt data as OSError, SyntaxError, ValueError,
+            # EOFError, struct.error, ... depending on the format.
+            raise ImageReadError(f"{path}: cannot decode the image ({_one_line(error)})") from None
+        if frames > 1:
+            raise ImageReadError(
+                f"{path}: the file has {frames} frames (an animated or multi-page "
+                f"{image.format} image) and srzoo upscales single images; extract the frames "
+                "first (for example with ffmpeg or PIL.ImageSequence) and upscale those"
+            )
+        try:
+            # Read while the file is open: TIFF reads its EXIF block from the file on demand.
+            orientation = int(image.getexif().get(_EXIF_ORIENTATION, 1))
+        except Exception:
+            orientation = 1  # unreadable metadata does not make the pixels unreadable
+        png16 = None
+        if _is_16bit_colour_png(head):
+            file.seek(0)
+            png16 = file.read()
     if image.width == 0 or image.height == 0:
         raise ImageReadError(f"{path}: the image is empty ({image.width}x{image.height})")
-    return image
+    return _Decoded(image, orientation, png16, _deep_colour_tiff_bits(image))
+
+
+def _warn_deep_tiff(path: Path, decoded: _Decoded) -> None:
+    if decoded.tiff_bits:
+        warnings.warn(
+            f"{path}: a {decoded.tiff_bits}-bit colour TIFF is read as 8 bits (Pillow has no "
+            "deeper colour mode); save it as a 16-bit PNG to keep 16 bits",
+            stacklevel=3,
+        )
 
 
 def read_image(path: str | os.PathLike[str]) -> PILImage.Image:
     """Open an image file fully (so a truncated file fails here) with EXIF orientation applied.
 
     Args:
-        path: The file.
+        path: The file: one picture (an animated or multi-page file is refused).
 
     Returns:
-        The decoded PIL image. 16-bit colour PNGs are reduced to 8 bits by Pillow (with a
-        warning); :func:`read_image_array` keeps them 16-bit.
+        The decoded PIL image. 16-bit colour PNGs and TIFFs are reduced to 8 bits by Pillow
+        (with a warning); :func:`read_image_array` keeps 16-bit PNGs 16-bit.
 
     Raises:
-        ImageReadError: A missing, empty, truncated or non-image file, or a zero-size image.
+        ImageReadError: A missing, empty, truncated or non-image file, a broken symbolic link,
+            a zero-size image, an animated or multi-page file, or more pixels than
+            ``PIL.Image.MAX_IMAGE_PIXELS`` (Pillow's guard against decompression bombs).
         ImportError: Pillow is not installed.
 
     Example:
@@ -362,44 +461,101 @@ def read_image(path: str | os.PathLike[str]) -> PILImage.Image:
     from PIL import ImageOps
 
     p = Path(path)
-    image = _open_checked(p)
-    if _is_16bit_colour_png(p):
+    decoded = _open_checked(p)
+    if decoded.png16 is not None:
         warnings.warn(
             f"{p}: a 16-bit colour PNG becomes 8-bit as a PIL image; pass the array from "
             "srzoo.image.read_image_array() to keep 16 bits",
             stacklevel=2,
         )
-    transposed: PILImage.Image = ImageOps.exif_transpose(image)
+    _warn_deep_tiff(p, decoded)
+    transposed: PILImage.Image = ImageOps.exif_transpose(decoded.image)
     return transposed
 
 
 def read_image_array(path: str | os.PathLike[str]) -> npt.NDArray[Any]:
     """Read an image file as an HWC/HW array, keeping 16-bit PNGs (colour ones too) 16-bit.
 
+    EXIF orientation is applied, and a transparent colour key becomes an alpha channel.
+
     Args:
-        path: The file.
+        path: The file: one picture (an animated or multi-page file is refused).
 
     Returns:
         uint8 or uint16 pixels (HW for gray, HWC otherwise); palette images as RGB(A).
+        16-bit colour TIFFs come back 8-bit, with a warning (Pillow reads them so).
 
     Raises:
-        ImageReadError: A missing, empty, truncated or non-image file, or a zero-size image.
+        ImageReadError: A missing, empty, truncated or non-image file, a broken symbolic link,
+            a zero-size image, an animated or multi-page file, more pixels than
+            ``PIL.Image.MAX_IMAGE_PIXELS``, or pixels srzoo cannot hold (floating point,
+            integers outside 0..65535).
 
     Example:
         >>> read_image_array("scan16.png").dtype
         dtype('uint16')
     """
     p = Path(path)
-    image = _open_checked(p)
-    if _is_16bit_colour_png(p):
-        return _decode_png16(p)
-    array, mode = pil_to_array(image)
+    decoded = _open_checked(p)
+    if decoded.png16 is not None:
+        return _oriented(_decode_png16(decoded.png16, p), decoded.orientation)
+    _warn_deep_tiff(p, decoded)
+    try:
+        array, mode = pil_to_array(decoded.image)
+    except ArgumentError as error:
+        raise ImageReadError(f"{p}: {error}") from None
     if mode == "F":
         raise ImageReadError(f"{p}: floating-point image files are not supported")
+    key = decoded.image.info.get("transparency")
+    if mode == "I;16" and isinstance(key, int):
+        # A 16-bit gray PNG's colour key: Pillow has no 16-bit gray + alpha mode to give it.
+        array = np.stack([array, np.where(array == key, 0, 65535).astype(np.uint16)], axis=-1)
     return array
 
 
-def _decode_png16(path: Path) -> npt.NDArray[Any]:
+def _oriented(array: npt.NDArray[Any], orientation: int) -> npt.NDArray[Any]:
+    """``array`` (H, W, C) turned as ``PIL.ImageOps.exif_transpose`` turns an image."""
+    turns: dict[int, Any] = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: a.transpose(1, 0, 2),
+        6: lambda a: np.rot90(a, -1),
+        7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),
+        8: lambda a: np.rot90(a, 1),
+    }
+    turn = turns.get(orientation)
+    return array if turn is None else np.ascontiguousarray(turn(array))
+
+
+def _png_chunks(data: bytes) -> Iterator[tuple[bytes, int, int]]:
+    """``(type, start, end)`` of each chunk's body in a PNG file's bytes, up to IEND."""
+    pos = 8
+    while pos + 8 <= len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = data[pos + 4 : pos + 8]
+        yield kind, pos + 8, min(pos + 8 + length, len(data))
+        if kind == b"IEND":
+            return
+        pos += 12 + length
+
+
+def _colour_key_alpha(data: bytes, pixels: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """``pixels`` of an RGB PNG, with an alpha channel when a tRNS chunk names a colour key."""
+    if pixels.shape[2] != 3:
+        return pixels
+    for kind, start, end in _png_chunks(data):
+        if kind == b"tRNS" and end - start == 6:
+            key = np.array(struct.unpack(">HHH", data[start:end]), dtype=pixels.dtype)
+            opaque = np.iinfo(pixels.dtype).max
+            alpha = np.where((pixels == key).all(axis=2), 0, opaque).astype(pixels.dtype)
+            return np.concatenate([pixels, alpha[:, :, None]], axis=2)
+        if kind == b"IDAT":
+            break  # tRNS comes before the pixel data
+    return pixels
+
+
+def _decode_png16(data: bytes, path: Path) -> npt.NDArray[Any]:
     # Pillow has no 16-bit colour mode. torchvision's libpng decoder is fast; without it, a
     # decoder written here (slower on large images) keeps the 16 bits all the same.
     try:
@@ -408,17 +564,17 @@ def _decode_png16(path: Path) -> npt.NDArray[Any]:
             decode_png,
         )
     except ImportError:
-        return decode_png_file(path)
-    data = torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8)
+        return _colour_key_alpha(data, _decode_png_bytes(data, path))
+    buffer = torch.frombuffer(bytearray(data), dtype=torch.uint8)
     try:
         with warnings.catch_warnings():
             # torchvision announces that its codecs move to torchcodec; they still work.
             warnings.simplefilter("ignore", DeprecationWarning)
-            decoded = decode_png(data, mode=ImageReadMode.UNCHANGED)
+            decoded = decode_png(buffer, mode=ImageReadMode.UNCHANGED)
     except RuntimeError as error:
-        raise ImageReadError(f"{path}: cannot decode the image ({error})") from None
+        raise ImageReadError(f"{path}: cannot decode the image ({_one_line(error)})") from None
     pixels: npt.NDArray[np.uint16] = decoded.permute(1, 2, 0).numpy().astype(np.uint16)
-    return pixels
+    return _colour_key_alpha(data, pixels)
 
 
 _PNG_CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}
@@ -444,23 +600,23 @@ def decode_png_file(path: str | os.PathLike[str]) -> npt.NDArray[Any]:
         dtype('uint16')
     """
     p = Path(path)
-    data = p.read_bytes()
-    if data[:8] != b"\x89PNG\r\n\x1a\n":
+    try:
+        data = p.read_bytes()
+    except OSError as error:
+        raise ImageReadError(f"{p}: cannot read the file ({error.strerror or error})") from None
+    return _decode_png_bytes(data, p)
+
+
+def _decode_png_bytes(data: bytes, p: Path) -> npt.NDArray[Any]:
+    if data[:8] != _PNG_SIGNATURE:
         raise ImageReadError(f"{p}: not a PNG file")
     header: tuple[int, ...] | None = None
     idat: list[bytes] = []
-    pos = 8
-    while pos + 8 <= len(data):
-        (length,) = struct.unpack(">I", data[pos : pos + 4])
-        kind = data[pos + 4 : pos + 8]
-        body = data[pos + 8 : pos + 8 + length]
-        pos += 12 + length
-        if kind == b"IHDR":
-            header = struct.unpack(">IIBBBBB", body)
+    for kind, start, end in _png_chunks(data):
+        if kind == b"IHDR" and end - start == 13:
+            header = struct.unpack(">IIBBBBB", data[start:end])
         elif kind == b"IDAT":
-            idat.append(body)
-        elif kind == b"IEND":
-            break
+            idat.append(data[start:end])
     if header is None:
         raise ImageReadError(f"{p}: PNG without a header")
     width, height, depth, colour, _, _, interlace = header
@@ -522,8 +678,9 @@ def _unfilter_sequential(
     return np.frombuffer(bytes(cur), np.uint8)
 
 
-def _png16_bytes(array: npt.NDArray[np.uint16]) -> bytes:
-    """A PNG file holding a 16-bit (H, W, C) array, C in 1..4, rows unfiltered."""
+def _png16_bytes(array: npt.NDArray[np.uint16], tags: dict[str, str] | None = None) -> bytes:
+    """A PNG file holding a 16-bit (H, W, C) array, C in 1..4, rows unfiltered, and ``tags`` as
+    text chunks."""
     height, width, channels = array.shape
     colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
 
@@ -534,9 +691,17 @@ def _png16_bytes(array: npt.NDArray[np.uint16]) -> bytes:
     rows = array.astype(">u2").reshape(height, width * channels).view(np.uint8)
     raw = np.concatenate([np.zeros((height, 1), np.uint8), rows], axis=1)
     header = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
+    # Before IDAT, where a reader finds them without decoding the pixels.
+    text = b""
+    for key, value in (tags or {}).items():
+        try:
+            text += chunk(b"tEXt", key.encode("latin-1") + b"\0" + value.encode("latin-1"))
+        except UnicodeEncodeError:  # tEXt is Latin-1; iTXt holds UTF-8
+            text += chunk(b"iTXt", key.encode("latin-1") + b"\0\0\0\0\0" + value.encode())
     return (
-        b"\x89PNG\r\n\x1a\n"
+        _PNG_SIGNATURE
         + chunk(b"IHDR", header)
+        + text
         + chunk(b"IDAT", zlib.compress(raw.tobytes(), 6))
         + chunk(b"IEND", b"")
     )
@@ -545,6 +710,19 @@ def _png16_bytes(array: npt.NDArray[np.uint16]) -> bytes:
 _FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP", "bmp": "BMP"}
 _FORMATS.update({"tif": "TIFF", "tiff": "TIFF"})
 
+# The PIL modes each format stores as they are. A PIL image of another mode is written from its
+# pixels (as an array), which drops what the format cannot hold with a warning, never silently.
+_NATIVE_MODES = {
+    "PNG": frozenset({"1", "L", "LA", "P", "RGB", "RGBA", "I;16"}),
+    "JPEG": frozenset({"1", "L", "RGB", "CMYK"}),
+    "WEBP": frozenset({"L", "RGB", "RGBA"}),
+    "BMP": frozenset({"1", "L", "P", "RGB"}),
+    "TIFF": frozenset({"1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "I;16", "I", "F"}),
+}
+
+# Pillow writes a 32-bit BMP, but reads it back (as most programs do) without its alpha.
+_NO_ALPHA_FORMATS = frozenset({"JPEG", "BMP"})
+
 
 def write_image(
     path: str | os.PathLike[str],
@@ -552,43 +730,68 @@ def write_image(
     *,
     format: str | None = None,
     quality: int = 95,
+    software: str | None = None,
+    description: str | None = None,
 ) -> None:
     """Write an image array (or PIL image) to a file.
 
     16-bit arrays are written as 16-bit PNGs (gray, gray+alpha, RGB, RGBA); formats without 16
-    bits or alpha (JPEG) get 8 bits and lose alpha, with a warning.
+    bits or alpha (JPEG, BMP) get 8 bits and lose alpha, with a warning. A PIL image is written
+    as it is shown: its EXIF orientation is applied to the pixels, since the file would lose it.
 
     Args:
         path: Destination; the format follows ``format`` or else the suffix.
         image: HW/HWC uint8, uint16 or float (values in [0, 1]) array, or a PIL image.
         format: ``"png"``, ``"jpg"``, ``"webp"``, ``"bmp"`` or ``"tiff"``.
         quality: JPEG/WebP quality.
+        software: The program to record as the file's author: the PNG ``Software`` text, the
+            EXIF ``Software`` tag of JPEG, WebP and TIFF (BMP has no place for it).
+        description: What the image is, recorded as the PNG ``Description`` text or the EXIF
+            ``ImageDescription`` tag. EXIF holds ASCII only: other characters become ``?``,
+            with a warning. :func:`read_image_tags` reads both back.
 
     Raises:
-        ValueError: Unknown format.
+        ValueError: Unknown format, or a PIL image of 32-bit float pixels (mode ``F``) for
+            any format but TIFF.
+        OSError: The file cannot be written.
 
     Example:
         >>> write_image("out.png", np.zeros((4, 4, 3), np.uint8))
     """
     pil_image_module()
+    # Pillow is optional (the image extra): imported on use
+    from PIL import ImageOps
+
     p = Path(path)
     name = (format or p.suffix.lstrip(".")).lower()
     if name not in _FORMATS:
         raise ArgumentError(f"{p}: unknown image format {name!r}; use one of {sorted(_FORMATS)}")
     pil_format = _FORMATS[name]
+    tags = {k: v for k, v in (("Software", software), ("Description", description)) if v}
+    options = _save_options(p, pil_format, quality, tags)
     if is_pil_image(image):
-        pil: PILImage.Image = image  # type: ignore[assignment]
-        pil.save(p, format=pil_format, **_save_options(pil_format, quality))
-        return
+        pil: PILImage.Image = ImageOps.exif_transpose(image)  # type: ignore[arg-type]
+        if pil.mode in _NATIVE_MODES[pil_format]:
+            pil.save(p, format=pil_format, **options)
+            return
+        if pil.mode == "F":
+            raise ArgumentError(
+                f"{p}: a PIL image of 32-bit float pixels (mode F) can be written only as TIFF; "
+                "or pass an array with values in [0, 1]"
+            )
+        try:
+            image, _ = pil_to_array(pil)
+        except ArgumentError as error:
+            raise ArgumentError(f"{p}: {error}") from None
     array = check_array(np.asarray(image), str(p))
     if array.dtype.kind == "f":
         array = np.round(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8)
-    if pil_format == "JPEG" and array.shape[2] in (2, 4):
-        warnings.warn(f"{p}: JPEG has no alpha channel; alpha dropped", stacklevel=2)
+    if pil_format in _NO_ALPHA_FORMATS and array.shape[2] in (2, 4):
+        warnings.warn(f"{p}: {pil_format} has no alpha channel; alpha dropped", stacklevel=2)
         array = array[:, :, : array.shape[2] - 1]
     if array.dtype == np.uint16:
         if pil_format == "PNG":
-            p.write_bytes(_png16_bytes(array))
+            p.write_bytes(_png16_bytes(array, tags))
             return
         if not (pil_format == "TIFF" and array.shape[2] == 1):
             warnings.warn(f"{p}: {pil_format} cannot hold 16 bits; written as 8-bit", stacklevel=2)
@@ -597,10 +800,65 @@ def write_image(
     if array.dtype == np.uint16:
         mode = "I;16"
     pil = array_to_pil(array, mode)
-    pil.save(p, format=pil_format, **_save_options(pil_format, quality))
+    pil.save(p, format=pil_format, **options)
 
 
-def _save_options(pil_format: str, quality: int) -> dict[str, Any]:
+def _save_options(
+    path: Path, pil_format: str, quality: int, tags: dict[str, str]
+) -> dict[str, Any]:
+    options: dict[str, Any] = {}
     if pil_format in ("JPEG", "WEBP"):
-        return {"quality": quality}
-    return {}
+        options["quality"] = quality
+    if tags and pil_format == "PNG":
+        # Pillow is optional (the image extra): imported on use
+        from PIL.PngImagePlugin import PngInfo
+
+        text = PngInfo()
+        for key, value in tags.items():
+            text.add_text(key, value)  # iTXt (UTF-8) when Latin-1 cannot hold the value
+        options["pnginfo"] = text
+    elif tags and pil_format in ("JPEG", "WEBP", "TIFF"):
+        exif = pil_image_module().Exif()
+        for key, value in tags.items():
+            if not value.isascii():
+                warnings.warn(
+                    f"{path}: EXIF holds ASCII text only; {key} is written with '?' for the "
+                    "other characters",
+                    stacklevel=3,
+                )
+            exif[_TEXT_TAGS[key]] = value
+        options["exif"] = exif
+    return options
+
+
+def read_image_tags(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The ``Software`` and ``Description`` an image file records, read from its header only.
+
+    Args:
+        path: Any file.
+
+    Returns:
+        The PNG text chunks or EXIF tags (``ImageDescription`` for ``Description``) of those
+        names, as :func:`write_image` writes them; an empty dict for a file without them or a
+        file Pillow cannot open.
+
+    Example:
+        >>> write_image("out.png", np.zeros((4, 4, 3), np.uint8), software="srzoo")
+        >>> read_image_tags("out.png")
+        {'Software': 'srzoo'}
+    """
+    image_mod = pil_image_module()
+    found: dict[str, str] = {}
+    try:
+        with warnings.catch_warnings():
+            # Only the header is read: a file too large to decode can still say who wrote it.
+            warnings.simplefilter("ignore")
+            with image_mod.open(path) as image:
+                exif = image.getexif()
+                for key, number in _TEXT_TAGS.items():
+                    value = image.info.get(key, exif.get(number))
+                    if isinstance(value, str):
+                        found[key] = value.rstrip("\0")
+    except Exception:
+        return {}
+    return found

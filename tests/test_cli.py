@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -78,14 +79,27 @@ def test_existing_outputs_are_skipped_unless_overwrite(
     good = photos / "a.png"
     out = tmp_path / "out"
     out.mkdir()
-    marker = b"an existing output"
+    # A file srzoo did not write (from a.png) is not a.png's output: kept, and the input fails.
+    marker = b"someone else's file"
     (out / "a.png").write_bytes(marker)
-    assert _upscale([good], out, weights) == 0
+    for _ in range(2):
+        assert _upscale([good], out, weights) == 1
+        captured = capsys.readouterr()
+        assert "0 written, 0 skipped (already exist), 1 failed" in captured.out
+        assert f"{out / 'a.png'} exists and srzoo did not write it from a.png" in captured.err
     assert (out / "a.png").read_bytes() == marker
-    assert "0 written, 1 skipped" in capsys.readouterr().out
     assert _upscale([good], out, weights, "--overwrite") == 0
     assert read_image_array(out / "a.png").shape == (24, 20, 3)
     assert _files(out) == {"a.png"}
+    # Its own output from an earlier run is skipped.
+    written = (out / "a.png").read_bytes()
+    assert _upscale([good], out, weights) == 0
+    assert "0 written, 1 skipped (already exist), 0 failed" in capsys.readouterr().out
+    assert (out / "a.png").read_bytes() == written
+    # srzoo's output of another input of that name (x.jpg's, asked for x.png) is not skipped.
+    other = _folder(tmp_path / "other", {"a.jpg": (4, 4, 3)})
+    assert _upscale([other / "a.jpg"], out, weights) == 1
+    assert "srzoo did not write it from a.jpg" in capsys.readouterr().err
 
 
 def test_a_failed_run_never_replaces_an_output(
@@ -214,12 +228,19 @@ def test_outputs_next_to_inputs(
     assert (photos / "a.png").read_bytes() == original
     assert read_image_array(photos / "b.png").shape == (16, 18)
     assert "a.png: the output would replace its input" in capsys.readouterr().err
-    # Into a subfolder of an input folder: earlier outputs there are not taken as inputs.
+    # Into a subfolder of an input folder: earlier outputs there are not taken as inputs. The
+    # b.png written above is an input now, whose output out/b.png is also b.jpg's: both fail,
+    # on every run, and neither is reported as skipped.
     out = photos / "out"
-    assert _upscale([photos], out, weights) == 1
-    assert _upscale([photos], out, weights) == 1
-    assert "0 written, 4 skipped" in capsys.readouterr().out
-    assert not (out / "out").exists()
+    capsys.readouterr()
+    for run in range(2):
+        assert _upscale([photos], out, weights) == 1
+        captured = capsys.readouterr()
+        written = 2 if run == 0 else 0
+        assert f"{written} written, {2 - written} skipped (already exist), 4 failed" in captured.out
+        assert f"{photos / 'b.png'}: {out / 'b.png'} would also be the output of" in captured.err
+        assert f"{photos / 'b.jpg'}: {out / 'b.png'} would also be the output of" in captured.err
+    assert _files(out) == {"a.png", "sub/c.png"}
 
 
 def test_upscale_a_saved_folder_by_name(
@@ -235,3 +256,263 @@ def test_upscale_a_saved_folder_by_name(
     args = ["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "out")]
     assert main([*args, "-m", f"local-dir:{folder}", "--quiet"]) == 0, capsys.readouterr().err
     assert np.array_equal(read_image_array(tmp_path / "out" / "in.png"), expected)
+
+
+def _folder(root: Path, names: dict[str, tuple[int, ...]]) -> Path:
+    """A folder of random images: file name (relative) -> array shape."""
+    for name, shape in names.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(RNG.integers(0, 256, shape, dtype=np.uint8)).save(path)
+    return root
+
+
+def test_name_collisions_fail_on_every_run(
+    tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """x.png and x.jpg both map to out/x.png: neither is written, on any run, and a rerun does
+    not call the other input's output (or its own) 'skipped'."""
+    src = _folder(tmp_path / "in", {"x.png": (6, 5, 3), "x.jpg": (6, 5, 3), "y.png": (4, 4, 3)})
+    out = tmp_path / "out"
+    for run, extra in enumerate([(), (), ("--overwrite",)]):
+        assert _upscale([src], out, weights, *extra) == 1
+        captured = capsys.readouterr()
+        written = 0 if run == 1 else 1
+        skipped = 1 if run == 1 else 0
+        assert f"{written} written, {skipped} skipped (already exist), 2 failed" in captured.out
+        for mine, other in (("x.png", "x.jpg"), ("x.jpg", "x.png")):
+            line = f"{src / mine}: {out / 'x.png'} would also be the output of {src / other}"
+            assert line in captured.err
+        assert _files(out) == {"y.png"}
+    # The same from two folders, and from files named one by one.
+    a = _folder(tmp_path / "a", {"p.png": (4, 4, 3)})
+    b = _folder(tmp_path / "b", {"p.png": (4, 4, 3)})
+    assert _upscale([a, b], tmp_path / "two", weights) == 1
+    assert f"{a / 'p.png'}: {tmp_path / 'two' / 'p.png'} would also be the output of " in (
+        capsys.readouterr().err
+    )
+    assert _upscale([a / "p.png", b / "p.png"], tmp_path / "two", weights) == 1
+    assert not (tmp_path / "two" / "p.png").exists()
+
+
+def test_an_input_given_twice_is_upscaled_once(
+    tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = _folder(tmp_path / "in", {"a.png": (4, 5, 3)})
+    out = tmp_path / "out"
+    assert _upscale([src / "a.png", src / "a.png"], out, weights) == 0
+    assert "1 written, 0 skipped (already exist), 0 failed" in capsys.readouterr().out
+    assert _upscale([src, src / "a.png", tmp_path / "in" / ".." / "in"], out, weights) == 0
+    assert "0 written, 1 skipped (already exist), 0 failed" in capsys.readouterr().out
+    assert _files(out) == {"a.png"}
+
+
+@pytest.fixture
+def no_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading or running a model fails the test: setup errors must come first."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model was loaded or run before the output folder was checked")
+
+    for name in ("load", "load_default", "upscale"):
+        monkeypatch.setattr(srzoo.cli, name, refuse)
+
+
+@pytest.mark.usefixtures("no_model")
+def test_an_unusable_output_folder_is_a_setup_error(
+    photos: Path,
+    tmp_path: Path,
+    weights: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    a_file = tmp_path / "taken"
+    a_file.write_bytes(b"a file, not a folder")
+    assert _upscale([photos / "a.png"], a_file, weights) == 2
+    err = capsys.readouterr().err
+    assert f"srzoo: error: the output {a_file} exists and is not a folder" in err
+    assert a_file.read_bytes() == b"a file, not a folder"
+
+    below_a_file = a_file / "out"
+    assert _upscale([photos / "a.png"], below_a_file, weights) == 2
+    err = capsys.readouterr().err
+    assert f"srzoo: error: cannot create the output folder {below_a_file} (" in err
+
+    def no_write(*args: object, **kwargs: object) -> tuple[int, str]:
+        raise PermissionError(13, "Permission denied", str(tmp_path / "ro" / ".probe-x"))
+
+    monkeypatch.setattr("tempfile.mkstemp", no_write)
+    out = tmp_path / "ro"
+    assert _upscale([photos / "a.png"], out, weights) == 2
+    err = capsys.readouterr().err
+    assert f"srzoo: error: cannot write into the output folder {out} (Permission denied)" in err
+    assert "probe" not in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes anyway")
+@pytest.mark.usefixtures("no_model")
+def test_a_read_only_output_folder_is_a_setup_error(
+    photos: Path, tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "ro"
+    out.mkdir()
+    out.chmod(0o500)
+    try:
+        assert _upscale([photos / "a.png"], out, weights) == 2
+        assert f"cannot write into the output folder {out}" in capsys.readouterr().err
+        assert _upscale([photos / "a.png"], out / "sub", weights) == 2
+        assert f"cannot create the output folder {out / 'sub'}" in capsys.readouterr().err
+    finally:
+        out.chmod(0o700)
+    assert list(out.iterdir()) == []
+
+
+def test_a_bad_model_leaves_no_new_output_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "new" / "out"
+    assert main(["upscale", str(tmp_path), "-o", str(out), "-m", "edsr_basline"]) == 2
+    assert "unknown model" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+
+
+def test_jpg_outputs_in_the_input_folder_are_not_inputs_of_a_rerun(
+    tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = _folder(tmp_path / "in", {"a.png": (5, 4, 3), "sub/b.png": (4, 6)})
+    before = _files(src)
+    for run, extra in enumerate([(), (), ("--overwrite",)]):
+        assert _upscale([src], src, weights, "--format", "jpg", *extra) == 0, capsys.readouterr()
+        counts = ("0 written, 2 skipped" if run == 1 else "2 written, 0 skipped") + " (already"
+        assert counts in capsys.readouterr().out
+    assert _files(src) == before | {"a.jpg", "sub/b.jpg"}
+    assert read_image_array(src / "a.jpg").shape == (10, 8, 3)
+    # In another format, the earlier outputs are still not inputs (nor in the way).
+    assert _upscale([src], src, weights, "--format", "webp") == 0, capsys.readouterr()
+    assert "2 written, 0 skipped (already exist), 0 failed" in capsys.readouterr().out
+    assert _files(src) == before | {"a.jpg", "sub/b.jpg", "a.webp", "sub/b.webp"}
+    # A shell glob names the outputs too: they are still not inputs.
+    assert _upscale([src / "a.png", src / "a.jpg"], src, weights, "--format", "jpg") == 0
+    assert "0 written, 1 skipped (already exist), 0 failed" in capsys.readouterr().out
+
+
+def test_an_image_srzoo_did_not_write_is_never_taken_for_an_output(
+    tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """c.jpg beside c.png is the user's photo: c.png's output would replace it, on every run."""
+    src = _folder(tmp_path / "in", {"c.png": (5, 4, 3), "c.jpg": (5, 4, 3)})
+    photo = (src / "c.jpg").read_bytes()
+    for extra in [(), ("--overwrite",)]:
+        assert _upscale([src], src, weights, "--format", "jpg", *extra) == 1
+        captured = capsys.readouterr()
+        assert "0 written, 0 skipped (already exist), 2 failed" in captured.out
+        assert f"{src / 'c.png'}: its output {src / 'c.jpg'} is the input {src / 'c.jpg'}" in (
+            captured.err
+        )
+        assert f"{src / 'c.jpg'}: the output would replace its input" in captured.err
+    assert (src / "c.jpg").read_bytes() == photo
+
+
+def test_an_input_folder_inside_the_output_folder(
+    tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    src = _folder(out / "in", {"a.png": (4, 4, 3), "in/b.png": (4, 4, 3)})
+    # in/in/b.png is written to out/in/b.png: inside the input folder, not an input next time.
+    assert _upscale([src], out, weights) == 0
+    assert "2 written" in capsys.readouterr().out
+    assert _files(out) == {"in/a.png", "in/in/b.png", "a.png", "in/b.png"}
+    assert _upscale([src], out, weights) == 0
+    assert "0 written, 2 skipped (already exist), 0 failed" in capsys.readouterr().out
+
+
+def test_links_and_folders_in_the_way(
+    tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = _folder(tmp_path / "in", {"a.png": (4, 4, 3)})
+    (src / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    out = tmp_path / "out"
+    assert _upscale([src], out, weights) == 1
+    captured = capsys.readouterr()
+    assert f"{src / 'gone.png'}: a broken symbolic link" in captured.err
+    assert "1 written, 0 skipped (already exist), 1 failed" in captured.out
+    assert _upscale([src / "gone.png"], out, weights) == 1
+    assert f"{src / 'gone.png'}: a broken symbolic link" in capsys.readouterr().err
+    # An output name taken by a folder is a failure, not a skipped file.
+    (out / "b.png").mkdir()
+    _folder(src, {"b.png": (4, 4, 3)})
+    assert _upscale([src / "b.png"], out, weights) == 1
+    captured = capsys.readouterr()
+    assert "0 written, 0 skipped (already exist), 1 failed" in captured.out
+    assert f"{out / 'b.png'} exists and is not a file" in captured.err
+
+
+def test_animated_and_huge_inputs_fail_clearly(
+    tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = _folder(tmp_path / "in", {"a.png": (12, 10, 3)})
+    first, *rest = [Image.new("RGB", (8, 6), (40 * i, 0, 0)) for i in range(3)]
+    first.save(src / "anim.gif", save_all=True, append_images=rest)
+    out = tmp_path / "out"
+    assert _upscale([src], out, weights) == 1
+    captured = capsys.readouterr()
+    assert f"srzoo: error: {src / 'anim.gif'}: the file has 3 frames" in captured.err
+    assert _files(out) == {"a.png"}
+    limit = Image.MAX_IMAGE_PIXELS
+    assert _upscale([src / "a.png"], out, weights, "--overwrite", "--max-pixels", "100") == 1
+    err = capsys.readouterr().err
+    assert "a.png: the image has 120 pixels, over the limit of 100" in err and "--max-pixels" in err
+    assert limit == Image.MAX_IMAGE_PIXELS, "the limit is the command's, for its run only"
+    assert _upscale([src / "a.png"], out, weights, "--overwrite", "--max-pixels", "0") == 0
+    assert limit == Image.MAX_IMAGE_PIXELS
+
+
+def test_a_folder_without_images_is_reported(
+    tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "notes.txt").write_text("no images here")
+    assert _upscale([tmp_path / "in"], tmp_path / "out", weights) == 0
+    captured = capsys.readouterr()
+    assert f"srzoo: warning: {tmp_path / 'in'}: no image files" in captured.err
+    assert "0 written, 0 skipped (already exist), 0 failed" in captured.out
+
+
+def test_sixteen_bit_gray_and_warnings_while_reading(
+    tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    write_image(src / "gray16.png", RNG.integers(0, 65536, (10, 8), dtype=np.uint16))
+    out = tmp_path / "out"
+    assert _upscale([src / "gray16.png"], out, weights) == 0
+    result = read_image_array(out / "gray16.png")
+    assert result.dtype == np.uint16 and result.shape == (20, 16)
+    tifffile = pytest.importorskip("tifffile")
+    tifffile.imwrite(src / "deep.tif", RNG.integers(0, 65536, (6, 5, 3), dtype=np.uint16))
+    assert _upscale([src / "deep.tif"], out, weights) == 0
+    err = capsys.readouterr().err
+    assert f"srzoo: warning: {src / 'deep.tif'}: a 16-bit colour TIFF is read as 8 bits" in err
+
+
+def test_the_help_states_the_rules(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["upscale", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for phrase in ("would also be", "Software", "not inputs", "143", "--max-pixels"):
+        assert phrase in text
+
+
+def test_the_overlap_default_is_the_networks(
+    photos: Path, tmp_path: Path, weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --overlap, upscale() picks it from the network's receptive field."""
+    seen: list[object] = []
+
+    def fake(model: object, image: np.ndarray, **kwargs: object) -> np.ndarray:
+        seen.append(kwargs["overlap"])
+        return np.repeat(np.repeat(image, 2, axis=0), 2, axis=1)
+
+    monkeypatch.setattr(srzoo.cli, "upscale", fake)
+    assert _upscale([photos / "a.png"], tmp_path / "out", weights, "--tile", "8") == 0
+    assert _upscale([photos / "a.png"], tmp_path / "o2", weights, "--overlap", "3") == 0
+    assert seen == [None, 3]

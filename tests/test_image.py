@@ -323,3 +323,311 @@ def test_sixteen_bit_colour_without_torchvision(
     path = tmp_path / "x.png"
     path.write_bytes(_png_with_every_filter(array))
     np.testing.assert_array_equal(read_image_array(path), array)
+
+
+# --------------------------------------------------------------------------- #
+# Files that are not one plain picture
+# --------------------------------------------------------------------------- #
+
+
+def _frames(n: int = 3) -> list[Image.Image]:
+    return [Image.new("RGB", (8, 6), (40 * i, 0, 0)) for i in range(n)]
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".png", ".webp", ".tif"])
+def test_multi_frame_files_are_refused(tmp_path: Path, suffix: str) -> None:
+    """An animated GIF / APNG / WebP or a multi-page TIFF is not silently cut to its first frame."""
+    first, *rest = _frames(3)
+    path = tmp_path / f"anim{suffix}"
+    first.save(path, save_all=True, append_images=rest)
+    for reader in (read_image, read_image_array):
+        with pytest.raises(ImageReadError, match=r"has 3 frames.*single images") as info:
+            reader(path)
+        message = str(info.value)
+        assert str(path) in message and "\n" not in message and "extract" in message
+    single = tmp_path / f"still{suffix}"
+    first.save(single)
+    assert read_image_array(single).shape == (6, 8, 3)
+
+
+def test_a_jpeg_with_secondary_images_is_its_primary_image(tmp_path: Path) -> None:
+    # Cameras store previews, gain maps or a second view after the photo (MPO): not frames.
+    path = tmp_path / "camera.jpg"
+    Image.new("RGB", (8, 6), (200, 0, 0)).save(
+        path, format="MPO", save_all=True, append_images=[Image.new("RGB", (4, 3))]
+    )
+    array = read_image_array(path)
+    assert array.shape == (6, 8, 3) and abs(int(array[0, 0, 0]) - 200) <= 2
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 16)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def test_decompression_bombs_are_read_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(_png_header_only(50_000, 50_000))  # 2.5 gigapixels in 70 bytes
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for reader in (read_image, read_image_array):
+            with pytest.raises(ImageReadError, match=r"2,500,000,000 pixels") as info:
+                reader(bomb)
+            message = str(info.value)
+            assert str(bomb) in message and "\n" not in message
+            assert "MAX_IMAGE_PIXELS" in message and "trust" in message
+    # Between Pillow's limit and twice the limit Pillow only warns: srzoo refuses all the same.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    big = tmp_path / "big.png"
+    Image.fromarray(_rgb(12, 12)).save(big)  # 144 pixels: over 100, under 200
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ImageReadError, match=r"144 pixels.*limit of 100"):
+            read_image_array(big)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
+    assert read_image_array(big).shape == (12, 12, 3)
+
+
+def test_no_pillow_exception_or_warning_escapes(tmp_path: Path) -> None:
+    import gc
+
+    good = tmp_path / "good.png"
+    Image.fromarray(_rgb(32, 32)).save(good)
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(good.read_bytes()[:-200])
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(_png_header_only(50_000, 50_000))
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.png"
+    text.write_text("this is not an image\n")
+    broken_link = tmp_path / "link.png"
+    broken_link.symlink_to(tmp_path / "gone.png")
+    zero = tmp_path / "zero.png"
+    zero.write_bytes(_png_header_only(0, 5))
+    cases = {
+        truncated: "cannot decode",
+        bomb: "pixels",
+        empty: "empty",
+        text: "not an image",
+        zero: "not an image",
+        broken_link: "broken symbolic link",
+        tmp_path / "missing.png": "no such file",
+        tmp_path: "folder",
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # ResourceWarning (an unclosed file) included
+        for path, match in cases.items():
+            for reader in (read_image, read_image_array):
+                with pytest.raises(ImageReadError, match=match) as info:
+                    reader(path)
+                assert type(info.value) is ImageReadError
+                assert info.value.__suppress_context__ or info.value.__context__ is None
+                assert str(path) in str(info.value) and "\n" not in str(info.value)
+            gc.collect()
+
+
+def test_colour_key_transparency_becomes_alpha(tmp_path: Path) -> None:
+    rgb = np.zeros((3, 4, 3), np.uint8)
+    rgb[0, 0] = (1, 2, 3)
+    Image.fromarray(rgb).save(tmp_path / "rgb.png", transparency=(0, 0, 0))
+    array = read_image_array(tmp_path / "rgb.png")
+    assert array.shape == (3, 4, 4)
+    assert array[0, 0, 3] == 255 and (array[1:, :, 3] == 0).all()
+    gray = np.full((3, 4), 7, np.uint8)
+    gray[1, 1] = 9
+    Image.fromarray(gray).save(tmp_path / "gray.png", transparency=7)
+    array = read_image_array(tmp_path / "gray.png")
+    assert array.shape == (3, 4, 2) and array[1, 1, 1] == 255 and array[0, 0, 1] == 0
+
+
+def _with_exif_chunk(png: bytes, exif: bytes) -> bytes:
+    """``png`` with an eXIf chunk holding ``exif`` (TIFF header onwards) before its IDAT."""
+    import struct
+    import zlib
+
+    at = png.index(b"IDAT") - 4
+    crc = zlib.crc32(b"eXIf" + exif) & 0xFFFFFFFF
+    chunk = struct.pack(">I", len(exif)) + b"eXIf" + exif + struct.pack(">I", crc)
+    return png[:at] + chunk + png[at:]
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_sixteen_bit_colour_png_follows_exif_orientation(tmp_path: Path, orientation: int) -> None:
+    deep = RNG.integers(0, 65536, (3, 5, 3), dtype=np.uint16)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    shallow = tmp_path / "shallow.png"
+    Image.fromarray((deep >> 8).astype(np.uint8)).save(shallow, exif=exif)
+    expected = read_image_array(shallow)  # Pillow's own orientation handling
+    plain = tmp_path / "plain.png"
+    write_image(plain, deep)
+    path = tmp_path / "deep.png"
+    path.write_bytes(_with_exif_chunk(plain.read_bytes(), exif.tobytes()[6:]))
+    got = read_image_array(path)
+    assert got.dtype == np.uint16
+    np.testing.assert_array_equal(got >> 8, expected)
+
+
+def test_sixteen_bit_colour_tiff_says_it_loses_bits(tmp_path: Path) -> None:
+    tifffile = pytest.importorskip("tifffile")
+    deep = RNG.integers(0, 65536, (4, 5, 3), dtype=np.uint16)
+    path = tmp_path / "deep.tif"
+    tifffile.imwrite(path, deep)
+    with pytest.warns(UserWarning, match=r"deep\.tif: a 16-bit colour TIFF is read as 8 bits"):
+        array = read_image_array(path)
+    np.testing.assert_array_equal(array, deep >> 8)
+
+
+def test_integer_image_out_of_range_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "signed.tif"
+    Image.fromarray(np.array([[-5, 7]], np.int32)).save(path)
+    with pytest.raises(ImageReadError, match=r"signed\.tif: .*0\.\.65535"):
+        read_image_array(path)
+
+
+@pytest.mark.parametrize(
+    ("mode", "fmt"),
+    [
+        ("LA", "jpg"),
+        ("RGBA", "jpg"),
+        ("P", "jpg"),
+        ("PA", "png"),
+        ("CMYK", "png"),
+        ("I", "png"),
+        ("I;16", "jpg"),
+        ("RGBX", "png"),
+        ("HSV", "tiff"),
+        ("LAB", "png"),
+        ("I;16", "webp"),
+        ("LA", "bmp"),
+    ],
+)
+def test_any_pil_image_is_written_or_refused_clearly(tmp_path: Path, mode: str, fmt: str) -> None:
+    image = Image.new(mode, (5, 3))
+    path = tmp_path / f"x.{fmt}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # alpha or bits dropped: said, not raised
+        write_image(path, image)
+    assert read_image(path).size == (5, 3)
+
+
+def test_what_a_format_cannot_hold_is_said(tmp_path: Path) -> None:
+    with pytest.raises(SrzooError, match=r"mode F\b.*only as TIFF"):
+        write_image(tmp_path / "x.png", Image.new("F", (4, 4)))
+    write_image(tmp_path / "x.tiff", Image.new("F", (4, 4)))
+    with pytest.warns(UserWarning, match="BMP has no alpha channel"):
+        write_image(tmp_path / "a.bmp", np.zeros((4, 4, 4), np.uint8))
+    assert read_image_array(tmp_path / "a.bmp").shape == (4, 4, 3)
+    with pytest.warns(UserWarning, match="WEBP cannot hold 16 bits"):
+        write_image(tmp_path / "g.webp", Image.fromarray(np.full((4, 4), 40000, np.uint16)))
+    assert abs(int(read_image_array(tmp_path / "g.webp")[0, 0, 0]) - 40000 // 257) <= 2
+
+
+def test_a_pil_image_is_written_the_way_it_is_shown(tmp_path: Path) -> None:
+    # Pillow drops the EXIF orientation when saving, so the pixels must be turned first.
+    pixels = _rgb(2, 4)
+    source = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(pixels).save(source, exif=exif, quality=100)
+    opened = Image.open(source)
+    write_image(tmp_path / "out.png", opened)
+    assert read_image(tmp_path / "out.png").size == (2, 4)
+
+
+@pytest.mark.parametrize(
+    ("name", "array"),
+    [
+        ("x.png", _rgb()),
+        ("x16.png", RNG.integers(0, 65536, (6, 5, 3), dtype=np.uint16)),
+        ("x.jpg", _rgb()),
+        ("x.webp", _rgb()),
+        ("x.tiff", _rgb()),
+    ],
+)
+def test_text_tags_round_trip(tmp_path: Path, name: str, array: np.ndarray) -> None:
+    from srzoo.image import read_image_tags
+
+    path = tmp_path / name
+    write_image(path, array, software="srzoo 9.9", description="upscaled from a%20b.png")
+    tags = {"Software": "srzoo 9.9", "Description": "upscaled from a%20b.png"}
+    assert read_image_tags(path) == tags
+    np.testing.assert_array_equal(read_image_array(path).shape, array.shape)
+    write_image(path, array)
+    assert read_image_tags(path) == {}
+    (tmp_path / "text.png").write_text("not an image")
+    assert read_image_tags(tmp_path / "text.png") == {}
+    assert read_image_tags(tmp_path / "missing.png") == {}
+
+
+@pytest.mark.parametrize("name", ["x.png", "x16.png", "x.jpg"])
+def test_text_tags_beyond_ascii(tmp_path: Path, name: str) -> None:
+    from srzoo.image import read_image_tags
+
+    array = _rgb().astype(np.uint16) * 257 if name == "x16.png" else _rgb()
+    path = tmp_path / name
+    if name.endswith(".png"):
+        write_image(path, array, description="写真 café")
+        assert read_image_tags(path) == {"Description": "写真 café"}
+    else:
+        with pytest.warns(UserWarning, match="EXIF holds ASCII text only; Description"):
+            write_image(path, array, description="写真 café")
+        assert read_image_tags(path) == {"Description": "?? caf?"}
+
+
+@pytest.mark.parametrize("torchvision", [True, False])
+def test_sixteen_bit_colour_key_becomes_alpha(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, torchvision: bool
+) -> None:
+    import struct
+    import zlib
+
+    if not torchvision:
+        monkeypatch.setitem(sys.modules, "torchvision.io", None)
+    deep = RNG.integers(1, 65536, (3, 4, 3), dtype=np.uint16)
+    deep[2, 1] = (0, 1000, 65535)
+    plain = tmp_path / "plain.png"
+    write_image(plain, deep)
+    data = plain.read_bytes()
+    at = data.index(b"IDAT") - 4
+    key = struct.pack(">HHH", 0, 1000, 65535)
+    trns = struct.pack(">I", 6) + b"tRNS" + key + struct.pack(">I", zlib.crc32(b"tRNS" + key))
+    path = tmp_path / "keyed.png"
+    path.write_bytes(data[:at] + trns + data[at:])
+    array = read_image_array(path)
+    assert array.shape == (3, 4, 4) and array.dtype == np.uint16
+    np.testing.assert_array_equal(array[:, :, :3], deep)
+    assert array[2, 1, 3] == 0 and (np.delete(array[:, :, 3].ravel(), 9) == 65535).all()
+
+
+def test_sixteen_bit_gray_colour_key_becomes_alpha(tmp_path: Path) -> None:
+    gray = RNG.integers(1, 65536, (3, 4), dtype=np.uint16)
+    gray[0, 2] = 0
+    path = tmp_path / "keyed.png"
+    Image.fromarray(gray).save(path, transparency=0)
+    array = read_image_array(path)
+    assert array.shape == (3, 4, 2) and array.dtype == np.uint16
+    np.testing.assert_array_equal(array[:, :, 0], gray)
+    assert array[0, 2, 1] == 0 and array[1, 1, 1] == 65535
+
+
+def test_png_decoder_errors_name_the_file(tmp_path: Path) -> None:
+    from srzoo.image import decode_png_file
+
+    with pytest.raises(ImageReadError, match=r"missing\.png: cannot read the file"):
+        decode_png_file(tmp_path / "missing.png")
+    header_only = tmp_path / "short.png"
+    header_only.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\x02IHDR\x00\x01" + b"\0" * 4)
+    with pytest.raises(ImageReadError, match=r"short\.png"):
+        decode_png_file(header_only)
