@@ -26,6 +26,7 @@ import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 
+from ._util import matlab_cubic
 from .errors import ArgumentError, ArgumentTypeError
 
 __all__ = ["Y_COEFFS", "Y_OFFSET", "imresize", "psnr", "rgb_to_y", "ssim"]
@@ -372,17 +373,6 @@ def ssim(
 # --------------------------------------------------------------------------- #
 
 
-def _cubic(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """Keys' cubic convolution kernel with a = -0.5 (MATLAB's 'bicubic')."""
-    ax = np.abs(x)
-    ax2 = ax * ax
-    ax3 = ax2 * ax
-    inner = (1.5 * ax3 - 2.5 * ax2 + 1.0) * (ax <= 1)
-    outer = (-0.5 * ax3 + 2.5 * ax2 - 4.0 * ax + 2.0) * ((ax > 1) & (ax <= 2))
-    result: npt.NDArray[np.float64] = inner + outer
-    return result
-
-
 @functools.lru_cache(maxsize=64)
 def _resize_matrix(in_len: int, out_len: int, scale: float) -> torch.Tensor:
     """Dense (out_len, in_len) float64 CPU matrix for one 1-D MATLAB bicubic pass.
@@ -402,7 +392,9 @@ def _resize_matrix(in_len: int, out_len: int, scale: float) -> torch.Tensor:
     # 1-based MATLAB indices of every candidate tap, one row per output pixel.
     indices = left[:, None] + np.arange(taps, dtype=np.float64)[None, :]
     distance = u[:, None] - indices
-    weights = scale * _cubic(scale * distance) if shrinking else _cubic(distance)
+    d = torch.from_numpy(distance)
+    kernel = scale * matlab_cubic(scale * d) if shrinking else matlab_cubic(d)
+    weights = kernel.numpy()
     weights = weights / weights.sum(axis=1, keepdims=True)
 
     zero_based = indices.astype(np.int64) - 1

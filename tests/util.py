@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from safetensors.torch import save_file
 from torch import nn
+
+import srzoo
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 DATA = SHARED / "data"
@@ -52,6 +56,104 @@ def randomize_(module: nn.Module, seed: int = 0, gain: float = 0.5) -> nn.Module
                 values += 1.0  # norm scales and PReLU slopes near their usual values
         t.copy_(values.to(t.dtype))
     return module
+
+
+StateDict = dict[str, torch.Tensor]
+
+
+def _run(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    y: torch.Tensor = module(x)
+    return y
+
+
+def assert_loads_correctly(
+    tmp_path: Path,
+    name: str,
+    scale: int,
+    reference: nn.Module,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    to_upstream: Callable[[StateDict], StateDict] = dict,
+    container: Callable[[StateDict], object] | None = None,
+    safetensors: bool = True,
+    run_reference: Callable[[nn.Module, torch.Tensor], torch.Tensor] = _run,
+    reload_reference: Callable[[Path], nn.Module] | None = None,
+    seed: int = 0,
+    size: tuple[int, int] = (11, 9),
+    channels: int = 3,
+    atol: float = 1e-5,
+    relative: bool = False,
+) -> nn.Module:
+    """An upstream checkpoint loads through ``srzoo.load`` and reproduces the upstream outputs.
+
+    The reference (an installed upstream implementation, a stand-in written from the upstream
+    code, or srzoo's own module where its keys are the upstream layout) is randomised, its state
+    dict mapped to the upstream layout and written as the upstream project writes it (a
+    ``torch.save`` pickle, optionally wrapped by ``container``) and as flat safetensors; each
+    file is loaded with ``srzoo.load(name, scale=scale, weights=path, **overrides)`` and run on
+    a fixed random input of odd size and batch 2.
+
+    Args:
+        tmp_path: Folder for the checkpoint files.
+        name: Registered model name.
+        scale: Upscaling factor.
+        reference: The upstream network, randomised here in place.
+        overrides: Constructor arguments matching the reference's configuration.
+        to_upstream: Maps the reference's state dict to the checkpoint's keys (e.g. adds a
+            ``module.`` prefix); flat in, flat out.
+        container: Wraps the flat tensors for the pickle as upstream saves them (e.g.
+            ``{"params": ...}``); safetensors files are always flat.
+        safetensors: Also check a ``.safetensors`` copy.
+        run_reference: Calls the reference on the [0, 1] input, converting what it expects
+            (an enlarged image, a 0..255 range).
+        reload_reference: Builds the reference again from the pickle with its own loader (e.g.
+            spandrel's detection), which must agree with the original.
+        seed: Seed of the random weights.
+        size: Input height and width.
+        channels: Input channels.
+        atol: Largest absolute difference allowed.
+        relative: Scale ``atol`` by the peak output magnitude when above 1 (random weights in
+            networks that work on 0..255 give outputs far from [0, 1]).
+
+    Returns:
+        The model srzoo loaded from the last file.
+    """
+    randomize_(reference, seed=seed).eval()
+    upstream = to_upstream({k: v.detach().clone() for k, v in reference.state_dict().items()})
+    stem = f"{name}_x{scale}_upstream"
+    paths = [tmp_path / f"{stem}.pth"]
+    torch.save(container(upstream) if container is not None else upstream, paths[0])
+    if safetensors:
+        paths.append(tmp_path / f"{stem}.safetensors")
+        # safetensors refuses tensors that share memory; the copies share nothing.
+        save_file({k: v.contiguous().clone() for k, v in upstream.items()}, str(paths[1]))
+
+    x = torch.rand(2, channels, *size, generator=torch.Generator().manual_seed(1234))
+    with torch.no_grad():
+        expected = run_reference(reference, x.clone())  # some references scale in place
+    assert expected.shape == (2, expected.shape[1], size[0] * scale, size[1] * scale)
+    assert torch.isfinite(expected).all()
+    bound = atol * max(1.0, expected.abs().max().item()) if relative else atol
+    if reload_reference is not None:
+        reloaded = reload_reference(paths[0]).eval()
+        with torch.no_grad():
+            again = run_reference(reloaded, x.clone())
+        diff = (again - expected).abs().max().item()
+        assert diff <= bound, f"the reference's own loader differs by {diff:.3g}"
+
+    model: nn.Module | None = None
+    for path in paths:
+        model = srzoo.load(name, scale=scale, weights=path, **(overrides or {}))
+        assert not model.training
+        before = x.clone()
+        with torch.no_grad():
+            got = model(x)
+        assert torch.equal(x, before), "forward modified its input"
+        assert got.shape == expected.shape, f"{path.name}: shape {tuple(got.shape)}"
+        diff = (got - expected).abs().max().item()
+        assert diff <= bound, f"{path.name}: max difference {diff:.3g} exceeds {bound:.3g}"
+    assert model is not None
+    return model
 
 
 def check_forward_contract(model: nn.Module, scale: int, channels: int = 3) -> None:

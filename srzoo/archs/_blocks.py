@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._util import matlab_cubic
+
 __all__ = [
     "DIV2K_RGB_MEAN",
     "DistillationNet",
@@ -17,6 +19,7 @@ __all__ = [
     "MeanShift",
     "Upsampler",
     "conv3x3",
+    "convert_basicsr_frame",
     "fill_mean_shifts",
     "pixel_shuffle_head",
     "rename_keys",
@@ -296,6 +299,48 @@ def fill_mean_shifts(state: dict[str, torch.Tensor], module: nn.Module) -> None:
             state.setdefault(f"{name}.bias", bias)
 
 
+def convert_basicsr_frame(
+    state: dict[str, torch.Tensor], module: nn.Module, body_rules: Sequence[tuple[str, str]]
+) -> dict[str, torch.Tensor]:
+    """Map BasicSR's layout of an :class:`EDSRFrame` network to the official keys.
+
+    BasicSR's EDSR and RCAN rename the frame (``conv_first`` is ``head.0``, ``conv_after_body``
+    the body's closing convolution, ``upsample`` ``tail.0``, ``conv_last`` ``tail.1``) and keep
+    the mean as a constant instead of a layer. A state dict without ``conv_first`` is taken to
+    be in the official layout and returned as it is: the official layout stores its mean shifts,
+    so if they are absent the network was trained without them, and loading must fail loudly
+    rather than add a shift it never had.
+
+    Args:
+        state: The checkpoint's tensors (already unwrapped from ``params`` etc.).
+        module: The :class:`EDSRFrame` network they are meant for.
+        body_rules: The family's rules for the blocks inside ``body`` (``(pattern,
+            replacement)`` pairs, see :func:`rename_keys`).
+
+    Returns:
+        A new state dict in the official keys, mean shifts included.
+
+    Example:
+        >>> official = convert_basicsr_frame({"conv_first.weight": w, ...}, edsr, body_rules)
+        >>> "head.0.weight" in official and "sub_mean.weight" in official
+        True
+    """
+    if "conv_first.weight" not in state:
+        return dict(state)
+    n_blocks = len(module.body) - 1 if isinstance(module, EDSRFrame) else 0
+    rules = (
+        (r"conv_first\.", "head.0."),
+        (r"conv_after_body\.", f"body.{n_blocks}."),
+        *body_rules,
+        (r"upsample\.", "tail.0."),
+        (r"conv_last\.", "tail.1."),
+    )
+    converted = rename_keys(state, rules)
+    # BasicSR keeps the mean as a constant, not a layer: supply the layers it implies.
+    fill_mean_shifts(converted, module)
+    return converted
+
+
 def rename_keys(
     state: dict[str, torch.Tensor], rules: Sequence[tuple[str, str]]
 ) -> dict[str, torch.Tensor]:
@@ -365,14 +410,7 @@ def matlab_bicubic_upsample(x: torch.Tensor, scale: int) -> torch.Tensor:
     # its taps sit at i - 2 .. i + 2 with Keys' cubic (a = -0.5) of the distance.
     phase = (torch.arange(scale, device=x.device, dtype=tap_dtype) + 0.5) / scale - 0.5
     offsets = torch.arange(-2, 3, device=x.device, dtype=tap_dtype)
-    d = (phase[:, None] - offsets[None, :]).abs()
-    d2 = d * d
-    d3 = d2 * d
-    taps = torch.where(
-        d <= 1,
-        1.5 * d3 - 2.5 * d2 + 1.0,
-        torch.where(d < 2, -0.5 * d3 + 2.5 * d2 - 4.0 * d + 2.0, torch.zeros_like(d)),
-    )
+    taps = matlab_cubic(phase[:, None] - offsets[None, :])
     taps = (taps / taps.sum(dim=1, keepdim=True)).to(x.dtype)  # (scale, 5)
 
     planes = x.reshape(n * c, 1, h, w)

@@ -25,7 +25,7 @@ from ..registry import (
     register_model,
     set5_set14,
 )
-from ._blocks import DIV2K_RGB_MEAN, EDSRFrame, conv3x3, fill_mean_shifts, rename_keys
+from ._blocks import DIV2K_RGB_MEAN, EDSRFrame, conv3x3, convert_basicsr_frame
 
 __all__ = ["EDSR", "ResBlock", "convert_edsr"]
 
@@ -88,12 +88,10 @@ class EDSR(EDSRFrame):
         )
 
 
-_BASICSR_RULES = (
-    (r"conv_first\.", "head.0."),
+# BasicSR's residual blocks name their two convolutions; the frame is mapped by the shared rules.
+_BASICSR_BODY_RULES = (
     (r"body\.(\d+)\.conv1\.", r"body.\1.body.0."),
     (r"body\.(\d+)\.conv2\.", r"body.\1.body.2."),
-    (r"upsample\.", "tail.0."),
-    (r"conv_last\.", "tail.1."),
 )
 
 
@@ -110,16 +108,7 @@ def convert_edsr(state: StateDict, module: nn.Module) -> StateDict:
     Example:
         >>> convert_edsr(torch.load("EDSR_Mx4_f64b16_DIV2K_official-0c287733.pth")["params"], net)
     """
-    if "conv_first.weight" in state:
-        n_blocks = len(module.body) - 1 if isinstance(module, EDSR) else 0
-        rules = ((r"conv_after_body\.", f"body.{n_blocks}."), *_BASICSR_RULES)
-        state = rename_keys(state, rules)
-        # BasicSR keeps the mean as a constant, not a layer: supply the layers it implies.
-        fill_mean_shifts(state, module)
-        return state
-    # The official layout stores its mean shifts; if they are absent the network was trained
-    # without them, and loading must fail loudly rather than add a shift it never had.
-    return dict(state)
+    return convert_basicsr_frame(state, module, _BASICSR_BODY_RULES)
 
 
 _PAPER = Paper(

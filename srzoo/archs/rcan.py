@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..registry import ModelSpec, Paper, StateDict, WeightSpec, register_model, set5_set14
-from ._blocks import DIV2K_RGB_MEAN, EDSRFrame, conv3x3, fill_mean_shifts, rename_keys
+from ._blocks import DIV2K_RGB_MEAN, EDSRFrame, conv3x3, convert_basicsr_frame
 
 __all__ = ["RCAB", "RCAN", "CALayer", "ResidualGroup", "convert_rcan"]
 
@@ -136,33 +136,21 @@ def convert_rcan(state: StateDict, module: nn.Module) -> StateDict:
     Example:
         >>> convert_rcan(torch.load("RCAN_BIX4.pt"), net)
     """
-    if "conv_first.weight" in state:
-        n_groups = len(module.body) - 1 if isinstance(module, RCAN) else 0
-        first = module.body[0] if isinstance(module, RCAN) else None
-        n_blocks = len(first.body) - 1 if isinstance(first, ResidualGroup) else 0
-        rules = (
-            (r"conv_first\.", "head.0."),
-            (r"conv_after_body\.", f"body.{n_groups}."),
-            (
-                r"body\.(\d+)\.residual_group\.(\d+)\.rcab\.3\.attention\.1\.",
-                r"body.\1.body.\2.body.3.conv_du.0.",
-            ),
-            (
-                r"body\.(\d+)\.residual_group\.(\d+)\.rcab\.3\.attention\.3\.",
-                r"body.\1.body.\2.body.3.conv_du.2.",
-            ),
-            (r"body\.(\d+)\.residual_group\.(\d+)\.rcab\.", r"body.\1.body.\2.body."),
-            (r"body\.(\d+)\.conv\.", rf"body.\1.body.{n_blocks}."),
-            (r"upsample\.", "tail.0."),
-            (r"conv_last\.", "tail.1."),
-        )
-        state = rename_keys(state, rules)
-        # BasicSR keeps the mean as a constant, not a layer: supply the layers it implies.
-        fill_mean_shifts(state, module)
-        return state
-    # The official layout stores its mean shifts; if they are absent the network was trained
-    # without them, and loading must fail loudly rather than add a shift it never had.
-    return dict(state)
+    first = module.body[0] if isinstance(module, RCAN) else None
+    n_blocks = len(first.body) - 1 if isinstance(first, ResidualGroup) else 0
+    body_rules = (
+        (
+            r"body\.(\d+)\.residual_group\.(\d+)\.rcab\.3\.attention\.1\.",
+            r"body.\1.body.\2.body.3.conv_du.0.",
+        ),
+        (
+            r"body\.(\d+)\.residual_group\.(\d+)\.rcab\.3\.attention\.3\.",
+            r"body.\1.body.\2.body.3.conv_du.2.",
+        ),
+        (r"body\.(\d+)\.residual_group\.(\d+)\.rcab\.", r"body.\1.body.\2.body."),
+        (r"body\.(\d+)\.conv\.", rf"body.\1.body.{n_blocks}."),
+    )
+    return convert_basicsr_frame(state, module, body_rules)
 
 
 _RCAN_TABLE = "Zhang et al. 2018 (arXiv:1807.02758), Table 3 (BI degradation): RCAN"

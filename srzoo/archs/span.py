@@ -6,19 +6,37 @@ Efficient Super-Resolution", CVPR Workshops (NTIRE) 2024, arXiv:2311.12770.
 Parameter names follow hongyuanyu/SPAN ``basicsr/archs/span_arch.py`` (identical to spandrel's
 SPAN), so the official ``spanx2_ch48.pth`` / ``spanx4_ch48.pth`` files load unchanged.
 
-Each :class:`Conv3XC` trains as three stacked convolutions plus a 1x1 shortcut and runs, in eval
-mode, as the single 3x3 convolution they are equivalent to. The original recomputes that kernel
-at every eval forward and writes it into ``eval_conv``; srzoo computes it the same way but
-functionally (the module is never modified in forward), so the checkpoints' ``eval_conv`` tensors
-are kept only to load and save the official layout and are never read. On the CPU, eval forwards
-that need no gradient through the parameters reuse the fused kernel until a tensor it is computed
-from changes.
+Each :class:`Conv3XC` trains as three stacked convolutions plus a 1x1 shortcut, which together
+are one 3x3 convolution. The original recomputes that kernel at every eval forward and writes it
+into ``eval_conv``; srzoo never modifies the module in ``forward``, so the checkpoints'
+``eval_conv`` tensors are kept only to load and save the official layout and are never read.
+
+Re-parameterisation follows the RepVGG convention: ``model.eval().fuse()`` folds every
+:class:`Conv3XC`'s branches into one 3x3 kernel, stored beside the parameters as non-persistent
+buffers (the state dict is unchanged), and returns the model. Any network with a callable
+``fuse`` follows this convention, so a loader can apply it without knowing the family. Fusing is
+only a speed-up, never needed for correctness:
+
+- An eval-mode module that was never fused computes the kernel from the branches at every
+  forward, inside the graph, as the original does.
+- The fused kernel is used only in eval mode and only where autograd needs no gradient for the
+  branch parameters (under ``torch.no_grad`` / ``torch.inference_mode``, or with frozen
+  parameters); otherwise the forward computes the kernel from the branches, so gradients reach
+  every parameter.
+- ``model.train()`` drops the fused kernels, and ``load_state_dict`` refreshes them from the
+  loaded tensors.
+- After changing the parameters any other way (an optimizer step or an EMA update while the
+  model stays in eval mode, writes through ``param.data``), call ``fuse()`` again.
+
+Example:
+    >>> model = srzoo.create("span", 4).eval().fuse()
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NamedTuple, cast
+from contextlib import nullcontext
+from typing import Any, TypeVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -29,41 +47,24 @@ from ._blocks import DIV2K_RGB_MEAN, pixel_shuffle_head
 
 __all__ = ["SPAB", "SPAN", "Conv3XC"]
 
-# Exact types only: fake, functional and other subclass tensors take the uncached path.
-_PLAIN_TENSORS = (torch.Tensor, nn.Parameter)
-# Integer types of each floating-point element size, to compare values bit for bit.
-_BITS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
-
-_Layout = tuple[tuple[torch.device, torch.dtype, torch.Size, tuple[int, ...]], ...]
-_Key = tuple[_Layout, bool, torch.dtype]
+_ConvT = TypeVar("_ConvT", bound="Conv3XC")
+_S = TypeVar("_S", bound="SPAN")
 
 
-def _key(tensors: Sequence[torch.Tensor]) -> _Key:
-    """Everything besides the tensors' values that the fused kernel depends on."""
-    layout = tuple((t.device, t.dtype, t.shape, t.stride()) for t in tensors)
-    # Autocast runs the kernel's matrix products at lower precision.
-    device = tensors[0].device.type
-    return layout, torch.is_autocast_enabled(device), torch.get_autocast_dtype(device)
+def _check_eval_mode(module: nn.Module) -> None:
+    if module.training:
+        # In training mode the branches are always used, so a stored kernel would only go stale.
+        raise RuntimeError(
+            f"{type(module).__name__}.fuse() prepares the module for inference: call .eval() "
+            "first (model = model.eval().fuse())"
+        )
 
 
-def _bits(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    """The tensors' values, flattened and concatenated, as integers with the same bits.
-
-    Comparing bits is exact (-0.0 differs from 0.0, a NaN equals itself) and about twice as
-    fast as comparing floats; one flat tensor means one comparison, and on an accelerator one
-    wait for its result, per module.
-    """
-    flat = torch.cat([t.reshape(-1) for t in tensors])
-    return flat.view(_BITS[flat.element_size()])
-
-
-class _FusedKernel(NamedTuple):
-    """A fused kernel, what it was computed under, and a copy of its source tensors' bits."""
-
-    key: _Key
-    bits: torch.Tensor
-    weight: torch.Tensor
-    bias: torch.Tensor
+def _refresh_after_load(module: nn.Module, incompatible_keys: Any) -> None:
+    """A load-state-dict post-hook: a fused kernel is recomputed from the loaded branches."""
+    del incompatible_keys
+    if isinstance(module, Conv3XC) and module.fused_weight is not None:
+        module._store_fused_kernel()
 
 
 class Conv3XC(nn.Module):
@@ -75,9 +76,8 @@ class Conv3XC(nn.Module):
         gain: Expansion of the hidden layers.
     """
 
-    # The eval-mode kernel cache: a plain attribute, so never in the state dict; a class-level
-    # default, so instances unpickled without it start empty.
-    _fused: _FusedKernel | None = None
+    fused_weight: torch.Tensor | None
+    fused_bias: torch.Tensor | None
 
     def __init__(self, c_in: int, c_out: int, *, gain: int = 2) -> None:
         super().__init__()
@@ -89,9 +89,16 @@ class Conv3XC(nn.Module):
         )
         self.eval_conv = nn.Conv2d(c_in, c_out, 3, padding=1)
         self.eval_conv.requires_grad_(False)
+        # Buffers, so that .to(), .half(), deep copies and pickles carry the fused kernel along;
+        # non-persistent, so that fusing leaves the state dict as it was.
+        self.register_buffer("fused_weight", None, persistent=False)
+        self.register_buffer("fused_bias", None, persistent=False)
+        self.register_load_state_dict_post_hook(_refresh_after_load)  # type: ignore[no-untyped-call]
 
     def fused_kernel(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The single 3x3 convolution equivalent to the three branches plus the shortcut.
+
+        Computed from the current parameters, differentiably; :meth:`fuse` stores it.
 
         Returns:
             ``(weight, bias)`` of shape ``(c_out, c_in, 3, 3)`` and ``(c_out,)``.
@@ -110,55 +117,64 @@ class Conv3XC(nn.Module):
         bias = w3 @ hidden + b3 + b_sk
         return weight, bias
 
-    def _sources(self) -> tuple[torch.Tensor, ...]:
-        convs = (*(cast(nn.Conv2d, self.conv[i]) for i in range(3)), self.sk)
-        return tuple(t for c in convs for t in (c.weight, cast(torch.Tensor, c.bias)))
+    def fuse(self: _ConvT) -> _ConvT:
+        """Fold the branches into one stored 3x3 kernel, used by eval-mode forwards.
 
-    def _eval_kernel(self) -> tuple[torch.Tensor, torch.Tensor]:
-        # The cached kernel is reused while the eight source tensors have the bits, devices,
-        # dtypes, shapes and strides, and autocast has the state, they had when it was computed:
-        # the kernel is a deterministic function of exactly these, so a reused kernel is the one
-        # a fresh computation would give. Comparing contents rather than version counters also
-        # catches writes through ``param.data`` (EMA updates, older optimisers), which leave
-        # ``param._version`` unchanged. Graph capture (torch.compile, export, FX, JIT tracing),
-        # dispatch modes (fake tensors, FLOP counters), meta and subclass tensors, and autograd
-        # through the parameters always compute the kernel afresh, inside the graph. So do
-        # accelerators: there the fused kernel costs little and runs asynchronously, while the
-        # comparison would make the host wait for the device once per module.
-        sources = self._sources()
-        if (
-            torch.compiler.is_compiling()
-            or torch._C._get_tracing_state() is not None
-            or torch._C._len_torch_dispatch_stack() > 0
-            or not all(
-                type(t) in _PLAIN_TENSORS and t.is_floating_point() and t.device.type == "cpu"
-                for t in sources
-            )
-            or (torch.is_grad_enabled() and any(t.requires_grad for t in sources))
-        ):
-            return self.fused_kernel()
-        cached = self._fused
-        key = _key(sources)
-        if cached is not None and cached.key == key and torch.equal(_bits(sources), cached.bits):
-            return cached.weight, cached.bias
-        # Outside inference mode, so that the cache can later be saved for a backward pass
-        # through the input.
-        with torch.inference_mode(False), torch.no_grad():
+        Idempotent: fusing again recomputes the kernel from the current parameters, which is
+        what to do after changing them in place while the module stays in eval mode.
+
+        Returns:
+            The module itself.
+
+        Raises:
+            RuntimeError: The module is in training mode.
+
+        Example:
+            >>> block = Conv3XC(8, 8).eval().fuse()
+        """
+        _check_eval_mode(self)
+        self._store_fused_kernel()
+        return self
+
+    def _store_fused_kernel(self) -> None:
+        device = self.sk.weight.device.type
+        # Full precision even under autocast, and outside inference mode so that the kernel can
+        # later be saved for a backward pass through the input.
+        autocast_off = (
+            torch.autocast(device, enabled=False)
+            if torch.amp.is_autocast_available(device)
+            else nullcontext()
+        )
+        with torch.inference_mode(False), torch.no_grad(), autocast_off:
             weight, bias = self.fused_kernel()
-            bits = _bits(sources)
-        self._fused = _FusedKernel(key, bits, weight, bias)
-        return weight, bias
+        mid = cast(nn.Conv2d, self.conv[1]).weight
+        if mid.is_contiguous(memory_format=torch.channels_last) and not mid.is_contiguous():
+            weight = weight.contiguous(memory_format=torch.channels_last)
+        self.fused_weight, self.fused_bias = weight, bias
 
-    def __getstate__(self) -> dict[str, Any]:
-        # Pickles and deep copies leave the cache behind; it is rebuilt from their own tensors.
-        state: dict[str, Any] = super().__getstate__()  # type: ignore[no-untyped-call]
-        state["_fused"] = None
-        return state
+    def train(self: _ConvT, mode: bool = True) -> _ConvT:
+        """Set training mode; entering it drops the fused kernel (see :meth:`fuse`).
+
+        Args:
+            mode: ``True`` for training, ``False`` for evaluation.
+
+        Returns:
+            The module itself.
+        """
+        if mode:
+            self.fused_weight = None
+            self.fused_bias = None
+        return super().train(mode)
+
+    def _needs_branch_gradients(self) -> bool:
+        return torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
             return self.conv(F.pad(x, (1, 1, 1, 1))) + self.sk(x)
-        weight, bias = self._eval_kernel()
+        weight, bias = self.fused_weight, self.fused_bias
+        if weight is None or bias is None or self._needs_branch_gradients():
+            weight, bias = self.fused_kernel()
         return F.conv2d(x, weight, bias, padding=1)
 
 
@@ -239,6 +255,28 @@ class SPAN(nn.Module):
         self.conv_cat = nn.Conv2d(4 * nf, nf, 1)
         self.conv_2 = Conv3XC(nf, nf)
         self.upsampler = pixel_shuffle_head(nf, num_out_ch, scale)
+
+    def fuse(self: _S) -> _S:
+        """Fold every :class:`Conv3XC` into one 3x3 convolution for inference (RepVGG-style).
+
+        The outputs are those of the unfused network (to float rounding), the state dict is
+        unchanged, and fusing twice is the same as fusing once. ``train()`` undoes it; after
+        changing parameters in place in eval mode, call it again.
+
+        Returns:
+            The model itself, so that ``model = model.eval().fuse()`` chains.
+
+        Raises:
+            RuntimeError: The model is in training mode.
+
+        Example:
+            >>> model = srzoo.create("span", 4).eval().fuse()
+        """
+        _check_eval_mode(self)
+        for module in self.modules():
+            if isinstance(module, Conv3XC):
+                module.fuse()
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feat = self.conv_1((x - self.mean.to(x.dtype)) * self.img_range)

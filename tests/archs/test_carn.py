@@ -1,4 +1,4 @@
-"""CARN and CARN-M: contract, multi-scale checkpoint handling, torchSR parity, official weights."""
+"""CARN and CARN-M: multi-scale checkpoint handling, torchSR parity, official weights."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ import srzoo
 from srzoo.archs.carn import convert_carn
 from srzoo.weights import read_state_dict
 
-from .util import (
+from ..util import (
     CHECKPOINTS,
     DATA,
     TINY,
-    randomize_,
+    assert_loads_correctly,
     require_shared,
 )
 
@@ -109,30 +109,31 @@ def test_full_size_carn_count_matches_the_paper() -> None:
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("scale", SCALES)
 def test_matches_torchsr_on_random_weights(tmp_path: Path, name: str, scale: int) -> None:
-    ref = randomize_(_torchsr(name, scale), seed=scale).eval()
-    path = tmp_path / f"{name}.pt"
-    torch.save(ref.state_dict(), path)  # the multi-scale layout, all three upsamplers
-    ours = srzoo.load(name, scale, weights=path)
+    # torchSR's module is the official multi-scale layout: all three upsamplers in one file.
+    ref = _torchsr(name, scale)
+    ours = assert_loads_correctly(tmp_path, name, scale, ref, seed=scale, size=(11, 9))
     assert set(ours.state_dict()) < set(ref.state_dict())
-    torch.manual_seed(scale)
-    x = torch.rand(2, 3, 10, 9)
-    with torch.no_grad():
-        expected = ref(x.clone())
-        got = ours(x)
-    assert got.shape == expected.shape == (2, 3, 10 * scale, 9 * scale)
-    assert (got - expected).abs().max().item() <= 1e-5
 
 
-def test_single_scale_layout_is_renamed(tmp_path: Path) -> None:
-    src = randomize_(srzoo.create("carn-m", 3, **TINY["carn-m"]), seed=3).eval()
-    single = {k.replace("upsample.up3.", "upsample.up."): v for k, v in src.state_dict().items()}
-    assert any(k.startswith("upsample.up.") for k in single)
-    path = tmp_path / "carn_m_x3_single.pth"
-    torch.save(single, path)
-    ours = srzoo.load("carn-m", 3, weights=path, **TINY["carn-m"])
-    x = torch.rand(1, 3, 6, 7)
-    with torch.no_grad():
-        torch.testing.assert_close(ours(x), src(x), atol=1e-6, rtol=0)
+@pytest.mark.parametrize("scale", SCALES)
+def test_single_scale_layout_is_renamed(tmp_path: Path, scale: int) -> None:
+    # Trained upstream with --scale s, the file holds one upsampler, named "upsample.up".
+    def single(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        renamed = {k.replace(f"upsample.up{scale}.", "upsample.up."): v for k, v in state.items()}
+        assert any(k.startswith("upsample.up.") for k in renamed)
+        return renamed
+
+    assert_loads_correctly(
+        tmp_path,
+        "carn-m",
+        scale,
+        srzoo.create("carn-m", scale, **TINY["carn-m"]),
+        overrides=TINY["carn-m"],
+        to_upstream=single,
+        seed=3,
+        size=(7, 7),
+        atol=1e-6,
+    )
 
 
 def test_converter_keeps_only_the_requested_branch() -> None:
