@@ -63,11 +63,13 @@ def bench(name: str, scale: int, size: int, repeats: int) -> str:
         >>> print(bench("span", 4, 256, 5))
     """
     spec = srzoo.model_info(name)
-    ours = spec.build(scale).eval()
+    built = spec.build(scale).eval()
     ref = _reference(name, scale)
     if ref is not None:
-        ref.load_state_dict(ours.state_dict())
+        ref.load_state_dict(built.state_dict())
         ref.eval()
+    # As srzoo.load returns it: fused where the network re-parameterises (SPAN).
+    ours = built.fuse() if isinstance(built, srzoo.contract.Fusable) else built
     torch.manual_seed(0)
     x = torch.rand(1, 3, size, size)
     ours_t: list[tuple[float, float]] = []

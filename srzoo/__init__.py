@@ -10,7 +10,7 @@ Example:
 
 from __future__ import annotations
 
-from . import metrics
+from . import contract, metrics
 from ._version import __version__
 from .api import DEFAULT_MODEL, DEFAULT_WEIGHTS, create, load, load_default
 from .compare import compare
@@ -60,6 +60,7 @@ __all__ = [
     "WeightsError",
     "__version__",
     "compare",
+    "contract",
     "create",
     "download",
     "evaluate",

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 import torch
+from einops import rearrange
 
 from .errors import ArgumentError, ArgumentTypeError
 from .image import check_array, is_pil_image, pil_image_module, pil_to_array, read_image
@@ -37,7 +38,7 @@ def _as_rgb_uint8(image: Any, name: str) -> npt.NDArray[np.uint8]:
             t = t[0]
         if t.ndim != 3:
             raise ArgumentError(f"{name}: expected (C, H, W) or (1, C, H, W), got {tuple(t.shape)}")
-        array = t.permute(1, 2, 0).numpy()
+        array = rearrange(t, "c h w -> h w c").numpy()
     elif isinstance(image, np.ndarray):
         array = image
     else:

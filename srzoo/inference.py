@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 from ._util import parameter_device_dtype, resolve_device, unwrap_compiled
@@ -242,7 +243,7 @@ def _tensor_from_array(array: npt.NDArray[Any]) -> torch.Tensor:
         # A read-only array (np.asarray of a PIL image) is only ever read here.
         warnings.simplefilter("ignore", UserWarning)
         t = torch.from_numpy(array)
-    return t.permute(2, 0, 1).unsqueeze(0)
+    return rearrange(t, "h w c -> 1 c h w")
 
 
 def _output_size(height: int, width: int, outscale: float) -> tuple[int, int]:
@@ -407,7 +408,7 @@ def _upscale_array(
     if opts["outscale"] is not None and opts["outscale"] != scale:
         size = _output_size(height, width, opts["outscale"])
         resized = _resize_to_outscale(out_t, size, max_value)
-        out_array = resized[0].permute(1, 2, 0).contiguous().numpy()
+        out_array = rearrange(resized, "1 c h w -> h w c").contiguous().numpy()
     return out_array[:, :, 0] if was_2d else out_array
 
 

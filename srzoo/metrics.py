@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 
 from ._util import matlab_cubic
 from .errors import ArgumentError, ArgumentTypeError
@@ -167,7 +168,7 @@ def _prepare_pair(
         if sr_np.ndim == 2:
             sr_np, hr_np = sr_np[:, :, None], hr_np[:, :, None]
         pair = torch.from_numpy(np.stack([sr_np, hr_np]).astype(np.float64))
-        pair = pair.permute(0, 3, 1, 2).unsqueeze(1)  # (2, 1, C, H, W)
+        pair = rearrange(pair, "two h w c -> two 1 c h w")
         peak, is_numpy = 255.0, True
     elif isinstance(sr, torch.Tensor) and isinstance(hr, torch.Tensor):
         if sr.shape != hr.shape:
