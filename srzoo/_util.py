@@ -26,6 +26,7 @@ __all__ = [
     "parameter_device_dtype",
     "progress_bar",
     "resolve_device",
+    "resolve_dtype",
     "show_progress",
     "unwrap_compiled",
     "write_text_atomic",
@@ -261,3 +262,52 @@ def resolve_device(device: str | int | torch.device | None) -> torch.device | No
     elif dev.type == "mps" and not torch.backends.mps.is_available():
         raise ArgumentError(f"device={str(device)!r} but MPS is not available here; use 'cpu'")
     return dev
+
+
+_DTYPE_NAMES = {
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float": torch.float32,
+    "float64": torch.float64,
+    "double": torch.float64,
+}
+
+
+def resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    """Check a compute-dtype argument: a floating-point ``torch.dtype`` or its name.
+
+    Args:
+        dtype: ``None`` (keep the model's), a floating :class:`torch.dtype`, or a name such as
+            ``"bfloat16"`` / ``"bf16"`` / ``"float16"``.
+
+    Returns:
+        The :class:`torch.dtype`, or ``None``.
+
+    Raises:
+        ArgumentTypeError: An integer, boolean or complex dtype, or something else entirely.
+
+    Example:
+        >>> resolve_dtype("bf16")
+        torch.bfloat16
+    """
+    if dtype is None:
+        return None
+    if isinstance(dtype, str):
+        found = _DTYPE_NAMES.get(dtype.strip().lower().removeprefix("torch."))
+        if found is None:
+            raise ArgumentTypeError(
+                f"dtype {dtype!r} is not a floating-point type; use one of "
+                f"{', '.join(sorted(_DTYPE_NAMES))} or a torch.dtype"
+            )
+        return found
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ArgumentTypeError(
+            f"dtype must be a floating-point torch.dtype (float32, bfloat16, float16, float64), "
+            f"got {dtype!r}"
+        )
+    return dtype

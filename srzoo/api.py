@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from ._util import resolve_device
+from ._util import resolve_device, resolve_dtype
 from .contract import Fusable, ModelConfig, set_model_config
 from .errors import IncompatibleWeightsError, UnsupportedScaleError, WeightsError
 from .hub import resolve_pretrained
@@ -80,7 +80,7 @@ def load(
     *,
     weights: WeightsArg = "default",
     device: str | torch.device | None = None,
-    dtype: torch.dtype | None = None,
+    dtype: torch.dtype | str | None = None,
     strict: bool = True,
     progress: bool | None = None,
     channels_last: bool = True,
@@ -98,7 +98,8 @@ def load(
             tag, ``None`` (random initialisation), or the path of a local checkpoint
             (``.safetensors``, ``.pth``, ``.pt``, ``.bin``) in any layout the family knows.
         device: Where to put the model (default: CPU).
-        dtype: Floating-point dtype of the parameters (default: float32).
+        dtype: Floating-point dtype of the parameters, a ``torch.dtype`` or its name such as
+            ``"bf16"`` (default: float32).
         strict: Refuse weights that do not cover every parameter exactly.
         progress: Show a progress bar while downloading; ``None`` shows one only on a terminal.
         channels_last: Store convolution weights in channels-last memory format, which makes
@@ -125,6 +126,7 @@ def load(
         >>> model = srzoo.load("hf-hub:someone/my-edsr@v1")
     """
     resolve_device(device)  # a device this machine lacks fails before anything is read
+    dtype = resolve_dtype(dtype)
     if name.startswith(("local-dir:", "hf-hub:")):
         model = _load_pretrained_folder(name, scale, weights, strict, progress, overrides)
         return _finish(model, device, dtype, channels_last, fuse)
@@ -152,7 +154,7 @@ def load_default(
     scale: int,
     *,
     device: str | torch.device | None = None,
-    dtype: torch.dtype | None = None,
+    dtype: torch.dtype | str | None = None,
     channels_last: bool = True,
 ) -> nn.Module:
     """srzoo's own default model for ``scale``, from weights shipped inside the package.

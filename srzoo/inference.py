@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from ._util import parameter_device_dtype, resolve_device, unwrap_compiled
+from ._util import parameter_device_dtype, resolve_device, resolve_dtype, unwrap_compiled
 from .api import load, load_default
 from .contract import model_channels, model_config, model_scale, receptive_field
 from .contract import size_multiple as preferred_size_multiple
@@ -149,7 +149,7 @@ def resolve_model(
     *,
     scale: int | None = None,
     device: str | torch.device | None = None,
-    dtype: torch.dtype | None = None,
+    dtype: torch.dtype | str | None = None,
 ) -> nn.Module:
     """The module that :func:`upscale` runs for its ``model`` argument.
 
@@ -172,6 +172,7 @@ def resolve_model(
         >>> net = resolve_model("edsr-baseline", scale=2)
     """
     resolve_device(device)
+    dtype = resolve_dtype(dtype)
     if model is None:
         if scale is None:
             raise ArgumentTypeError(
@@ -476,7 +477,7 @@ def upscale(
     overlap: int | None = ...,
     batch_size: int = ...,
     device: str | torch.device | None = ...,
-    dtype: torch.dtype | None = ...,
+    dtype: torch.dtype | str | None = ...,
     outscale: float | None = ...,
     alpha: AlphaMode = ...,
     self_ensemble: bool = ...,
@@ -495,7 +496,7 @@ def upscale(
     overlap: int | None = ...,
     batch_size: int = ...,
     device: str | torch.device | None = ...,
-    dtype: torch.dtype | None = ...,
+    dtype: torch.dtype | str | None = ...,
     outscale: float | None = ...,
     alpha: AlphaMode = ...,
     self_ensemble: bool = ...,
@@ -514,7 +515,7 @@ def upscale(
     overlap: int | None = ...,
     batch_size: int = ...,
     device: str | torch.device | None = ...,
-    dtype: torch.dtype | None = ...,
+    dtype: torch.dtype | str | None = ...,
     outscale: float | None = ...,
     alpha: AlphaMode = ...,
     self_ensemble: bool = ...,
@@ -533,7 +534,7 @@ def upscale(
     overlap: int | None = ...,
     batch_size: int = ...,
     device: str | torch.device | None = ...,
-    dtype: torch.dtype | None = ...,
+    dtype: torch.dtype | str | None = ...,
     outscale: float | None = ...,
     alpha: AlphaMode = ...,
     self_ensemble: bool = ...,
@@ -551,7 +552,7 @@ def upscale(
     overlap: int | None = None,
     batch_size: int = 1,
     device: str | torch.device | None = None,
-    dtype: torch.dtype | None = None,
+    dtype: torch.dtype | str | None = None,
     outscale: float | None = None,
     alpha: AlphaMode = "bicubic",
     self_ensemble: bool = False,
@@ -588,7 +589,7 @@ def upscale(
         batch_size: Tiles per forward pass.
         device: Device to run on (default: the model's). A module on another device or dtype
             is copied, not changed.
-        dtype: Compute dtype, e.g. ``torch.bfloat16`` (default: the model's).
+        dtype: Compute dtype, e.g. ``torch.bfloat16`` or ``"bf16"`` (default: the model's).
         outscale: Final scale when it differs from the model's: the model's output is resized
             (bicubic, antialiased) to ``round(size * outscale)``.
         alpha: How alpha is upscaled: ``"bicubic"`` (default) or ``"model"`` (the network, on
@@ -635,6 +636,7 @@ def upscale(
             "image must be a path, a PIL image, a numpy array or a torch tensor, got "
             f"{type(image).__name__}"
         )
+    dtype = resolve_dtype(dtype)
     net = resolve_model(model, scale=scale, device=device, dtype=dtype)
     opts: dict[str, Any] = {
         "tile": tile,

@@ -180,3 +180,15 @@ def test_every_deliberate_error_is_an_srzoo_error() -> None:
         assert issubclass(cls, srzoo.SrzooError), cls
     assert issubclass(srzoo.ArgumentError, ValueError)
     assert issubclass(srzoo.ArgumentTypeError, TypeError)
+
+
+def test_dtypes_are_floating_types_or_their_names() -> None:
+    model = srzoo.load("edsr-baseline", 2, weights=None, dtype="bf16", **TINY)
+    assert next(model.parameters()).dtype == torch.bfloat16
+    out = srzoo.upscale(_tiny(), torch.rand(1, 3, 4, 4), dtype="float64")
+    assert out.dtype == torch.float32  # computed in float64, returned in the input's dtype
+    for bad in (torch.int8, torch.complex64, "int8", 3):
+        with pytest.raises(srzoo.ArgumentTypeError, match="floating-point"):
+            srzoo.load("edsr-baseline", 2, weights=None, dtype=bad, **TINY)  # type: ignore[arg-type]
+        with pytest.raises(srzoo.ArgumentTypeError, match="floating-point"):
+            srzoo.upscale(_tiny(), torch.rand(1, 3, 4, 4), dtype=bad)  # type: ignore[call-overload]
