@@ -129,8 +129,7 @@ def download(
     from ..registry import get_spec
 
     spec = get_spec(name)
-    s = spec.scale if scale is None else scale
-    spec.check_scale(s)
+    s = spec.resolve_scale(scale)
     ws = registered_weights(spec, s, tag, advice="; there is nothing to download.")
     path, recorded = _fetch(ws, model=spec.name, progress=progress)
     path, digest = _verified(ws, path, recorded, model=spec.name, progress=progress)
