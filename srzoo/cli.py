@@ -335,9 +335,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
         detail = [
             ("source", w.source),
             ("sha256", w.sha256 or f"unpublished {w.sha256_note}".strip()),
+            # Where the file comes from (a mirror, a conversion of the authors' weights, ...).
+            ("note", w.sha256_note if w.sha256 else ""),
             ("size", f"{w.size:,} bytes" if w.size else ""),
             ("licence", w.license),
-            ("layout", w.layout),
             ("trained on", w.train_data),
         ]
         for key, value in detail:

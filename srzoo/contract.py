@@ -214,7 +214,7 @@ def receptive_field(model: nn.Module) -> int | Literal["global"] | None:
 
     Example:
         >>> receptive_field(srzoo.create("srcnn", 2))
-        8
+        6
     """
     module = unwrap_compiled(model)
     try:

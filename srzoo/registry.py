@@ -157,7 +157,6 @@ class WeightSpec:
         sha256: Hex digest of the file, or ``None`` when none is published (say why in
             ``sha256_note``).
         size: Size of the file in bytes, if known.
-        layout: The key layout of the file (``"official"``, ``"basicsr"``, ...).
         input_range: Range the original network expected (srzoo's module always takes [0, 1]).
         train_data: What the weights were trained on.
         license: Licence of the weights themselves.
@@ -170,7 +169,6 @@ class WeightSpec:
     tag: str = "default"
     sha256: str | None = None
     size: int | None = None
-    layout: str = "official"
     input_range: str = "0-1"
     train_data: str = ""
     license: str = "unknown"

@@ -191,13 +191,15 @@ def check_gradients(model: nn.Module, channels: int = 3) -> None:
 
 
 def check_compiles(model: nn.Module, channels: int = 3) -> None:
-    """``torch.compile(fullgraph=True)`` captures forward in one graph with the same output."""
+    """``torch.compile(fullgraph=True)`` captures forward in one graph with the same output,
+    for a batch and for an unbatched ``(C, H, W)`` image (the input checks cost no break)."""
     torch._dynamo.reset()
     model.eval()
     x = torch.rand(1, channels, 8, 7)
     compiled = torch.compile(model, fullgraph=True, backend="eager")
     with torch.no_grad():
         torch.testing.assert_close(compiled(x), model(x), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(compiled(x[0]), model(x[0]), atol=1e-5, rtol=1e-5)
 
 
 # Small configurations of every built-in model, for behaviour tests that must run in seconds.
@@ -220,4 +222,27 @@ TINY: dict[str, dict[str, Any]] = {
     "pan": {"nf": 8, "unf": 4, "nb": 2},
     "safmn": {"dim": 8, "n_blocks": 2},
     "span": {"feature_channels": 8},
+}
+
+
+# The paper's depth of every built-in model with the fewest features its blocks allow, for the
+# receptive-field measurement (depth sets the field; width only the cost). Wide enough that the
+# ReLU networks keep a live path to the edge of the field for a few random seeds.
+NARROW: dict[str, dict[str, Any]] = {
+    "edsr": {"n_feats": 4},
+    "edsr-baseline": {"n_feats": 4},
+    "rcan": {"n_feats": 4, "reduction": 4},  # one hidden channel in each channel attention
+    "srresnet": {"channels": 4},
+    "msrresnet": {"num_feat": 4},
+    "carn": {"n_feats": 8},
+    "carn-m": {"n_feats": 8},  # group 4: two channels per group
+    "srcnn": {"n1": 4, "n2": 4},
+    "fsrcnn": {"d": 4, "s": 4},
+    "espcn": {"n1": 4, "n2": 4},
+    "vdsr": {"n_feats": 4},
+    "imdn": {"nf": 16},  # CCA squeezes 16x: 16 -> 4 distilled -> 1 hidden
+    "rfdn": {"nf": 8},  # ESA works on a quarter of the features
+    "pan": {"nf": 4, "unf": 4},
+    "safmn": {"dim": 4},  # one channel per pooling level
+    "span": {"feature_channels": 4},
 }

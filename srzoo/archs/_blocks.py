@@ -2,28 +2,37 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Iterable, Sequence
+from typing import Literal, Protocol, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .._util import matlab_cubic
+from ..errors import ArgumentError, ArgumentTypeError
 
 __all__ = [
     "DIV2K_RGB_MEAN",
     "DistillationNet",
     "EDSRFrame",
+    "FieldStep",
     "MeanShift",
     "Upsampler",
+    "check_image_input",
     "conv3x3",
     "convert_basicsr_frame",
     "fill_mean_shifts",
+    "image_forward",
+    "matlab_bicubic_upsample",
     "pixel_shuffle_head",
+    "receptive_radius",
     "rename_keys",
     "shuffle_factors",
+    "upsampler_steps",
 ]
 
 DIV2K_RGB_MEAN: tuple[float, float, float] = (0.4488, 0.4371, 0.4040)
@@ -46,6 +55,144 @@ def conv3x3(in_ch: int, out_ch: int, *, bias: bool = True, groups: int = 1) -> n
         >>> conv3x3(64, 64)
     """
     return nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=bias, groups=groups)
+
+
+class _ImageModule(Protocol):
+    """What :func:`image_forward` needs of a module: the channels its input must have."""
+
+    in_channels: int
+
+
+_M = TypeVar("_M", bound=_ImageModule)
+
+
+def check_image_input(x: object, channels: int, name: str) -> bool:
+    """Raise a clear error unless ``x`` is an image tensor a network with ``channels`` takes.
+
+    Accepted: a floating-point ``(N, channels, H, W)`` tensor, or an unbatched
+    ``(channels, H, W)`` one (torch's convention for convolution layers), with ``H, W >= 1``.
+    Everything here reads only the tensor's type, rank, shape and dtype, which
+    ``torch.compile`` treats as static: checking costs no graph break.
+
+    Args:
+        x: What the network was called with.
+        channels: Channels the network expects (1 for the Y-channel classics, else 3 as a rule).
+        name: The network's name, for the message.
+
+    Returns:
+        ``True`` for an unbatched ``(C, H, W)`` tensor, ``False`` for a batch.
+
+    Raises:
+        ArgumentTypeError: ``x`` is not a floating-point tensor.
+        ArgumentError: Any other rank, the wrong channel count, or an empty side.
+
+    Example:
+        >>> check_image_input(torch.rand(3, 8, 8), 3, "EDSR")
+        True
+    """
+    if channels == 1:
+        what = "the Y channel in [0, 1]; convert RGB to Y first, e.g. with srzoo.metrics.rgb_to_y"
+    else:
+        what = "RGB in [0, 1]" if channels == 3 else "values in [0, 1]"
+    expected = f"an (N, {channels}, H, W) or ({channels}, H, W) float tensor ({what})"
+    if not isinstance(x, torch.Tensor):
+        raise ArgumentTypeError(f"{name} takes {expected}, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise ArgumentTypeError(f"{name} takes {expected}, got a {x.dtype} tensor")
+    rank = x.dim()
+    if rank not in (3, 4) or x.shape[-3] != channels:
+        raise ArgumentError(f"{name} takes {expected}, got shape {tuple(x.shape)}")
+    if x.shape[-2] < 1 or x.shape[-1] < 1:
+        raise ArgumentError(
+            f"{name} takes {expected} with H, W >= 1, got an empty image of shape {tuple(x.shape)}"
+        )
+    return rank == 3
+
+
+def image_forward(
+    forward: Callable[[_M, torch.Tensor], torch.Tensor],
+) -> Callable[[_M, torch.Tensor], torch.Tensor]:
+    """Decorate a network's ``forward`` so that every family treats its input alike.
+
+    The decorated ``forward`` checks its input with :func:`check_image_input` (named after the
+    module's class) and sees only ``(N, C, H, W)`` batches: an unbatched ``(C, H, W)`` tensor is
+    run as a batch of one and returned as ``(out_channels, H * scale, W * scale)``.
+
+    Args:
+        forward: The family's ``forward(self, x)`` for ``(N, C, H, W)`` input.
+
+    Returns:
+        The wrapped ``forward``.
+
+    Example:
+        >>> class Net(nn.Module):
+        ...     @image_forward
+        ...     def forward(self, x: torch.Tensor) -> torch.Tensor: ...
+    """
+
+    @functools.wraps(forward)
+    def checked(self: _M, x: torch.Tensor) -> torch.Tensor:
+        if check_image_input(x, self.in_channels, type(self).__name__):
+            return forward(self, x.unsqueeze(0)).squeeze(0)
+        return forward(self, x)
+
+    return checked
+
+
+FieldStep = Literal["conv", "up", "zeros", "bicubic"]
+"""One step of a network's path for :func:`receptive_radius`:
+
+- ``"conv"``: a stride-1, size-keeping layer reaching ``n`` pixels on each side at the current
+  resolution (a ``k x k`` convolution reaches ``k // 2``);
+- ``"up"``: enlargement by ``n`` in which output pixel ``p`` copies input pixel ``p // n``
+  (pixel shuffle, nearest-neighbour interpolation);
+- ``"zeros"``: enlargement by ``n`` that puts input pixel ``i`` at ``n * i`` and zeros between
+  (the input side of a transposed convolution of stride ``n``, whose kernel follows as a
+  ``"conv"``);
+- ``"bicubic"``: MATLAB's bicubic enlargement by ``n`` (:func:`matlab_bicubic_upsample`).
+"""
+
+
+def receptive_radius(steps: Sequence[tuple[FieldStep, int]]) -> int:
+    """The receptive-field radius, in input pixels, of a chain of layers.
+
+    Follows the pixels that one output pixel depends on back through ``steps`` (listed from
+    input to output), for every sub-pixel position of an output pixel within its input pixel,
+    and returns the largest Chebyshev distance from that input pixel. After an enlargement a
+    layer's reach in input pixels depends on the position (a 3x3 convolution after a x4 pixel
+    shuffle reaches one input pixel to the left from the first of the four positions, one to the
+    right from the last, none from the two between), so the exact radius is not the sum of
+    rounded-up reaches. Skip connections and parallel branches are a maximum over paths: pass
+    the longest path.
+
+    Args:
+        steps: ``(kind, n)`` pairs, see :data:`FieldStep`.
+
+    Returns:
+        The radius (0 for a network of 1x1 layers).
+
+    Example:
+        >>> receptive_radius([("conv", 1), ("up", 4), ("conv", 1)])
+        2
+    """
+    factor = math.prod(n for kind, n in steps if kind != "conv")
+    radius = 0
+    for phase in range(factor):
+        lo = hi = phase  # the output pixels of input pixel 0 are 0 .. factor - 1
+        for kind, n in reversed(steps):
+            if kind == "conv":
+                lo, hi = lo - n, hi + n
+            elif kind == "up":
+                lo, hi = lo // n, hi // n
+            elif kind == "zeros":
+                lo, hi = -(-lo // n), hi // n
+            elif n > 1:  # bicubic: output pixel n*i + j samples i + (j + 0.5) / n - 0.5
+                # Taps at i - 2 .. i + 2 weigh zero at distance 2 and beyond, so a sample left
+                # of pixel i reaches i - 2 .. i + 1, right of it i - 1 .. i + 2.
+                lo = lo // n - (2 if 2 * (lo % n) + 1 < n else 1)
+                hi = hi // n + (2 if 2 * (hi % n) + 1 > n else 1)
+        radius = max(radius, -lo, hi)
+    return radius
 
 
 class MeanShift(nn.Module):
@@ -114,7 +261,7 @@ def shuffle_factors(scale: int, *, name: str = "the sub-pixel upsampler") -> lis
         The shuffle factor of each stage, in order.
 
     Raises:
-        ValueError: ``scale`` is neither 3 nor a power of two.
+        ArgumentError: ``scale`` is neither 3 nor a power of two.
 
     Example:
         >>> shuffle_factors(8)
@@ -124,7 +271,7 @@ def shuffle_factors(scale: int, *, name: str = "the sub-pixel upsampler") -> lis
         return [3]
     if scale > 0 and scale & (scale - 1) == 0:
         return [2] * int(math.log2(scale))
-    raise ValueError(f"{name} supports 3 and powers of two, not {scale}")
+    raise ArgumentError(f"{name} supports scale 3 and powers of two, not {scale}")
 
 
 class Upsampler(nn.Sequential):
@@ -148,6 +295,25 @@ class Upsampler(nn.Sequential):
                 layers.append(nn.ReLU(inplace=True))
             layers.append(nn.PixelShuffle(factor))
         super().__init__(*layers)
+
+
+def upsampler_steps(scale: int) -> list[tuple[FieldStep, int]]:
+    """The :func:`receptive_radius` steps of an :class:`Upsampler` (a 3x3 conv per stage).
+
+    Args:
+        scale: 3 or a power of two.
+
+    Returns:
+        ``[("conv", 1), ("up", factor)]`` for each pixel-shuffle stage.
+
+    Example:
+        >>> upsampler_steps(4)
+        [('conv', 1), ('up', 2), ('conv', 1), ('up', 2)]
+    """
+    steps: list[tuple[FieldStep, int]] = []
+    for factor in shuffle_factors(scale):
+        steps += [("conv", 1), ("up", factor)]
+    return steps
 
 
 def pixel_shuffle_head(in_ch: int, out_ch: int, scale: int) -> nn.Sequential:
@@ -186,6 +352,8 @@ class EDSRFrame(nn.Module):
         rgb_mean: Mean colour removed before the network and added back after it.
         make_blocks: Builds the body's blocks; called after ``head`` so that parameters are
             created (and randomly initialised) in the official order.
+        blocks_reach: How far the blocks reach together, in pixels (two per conv-ReLU-conv
+            block), or ``None`` when they use global operations (channel attention).
     """
 
     def __init__(
@@ -196,11 +364,20 @@ class EDSRFrame(nn.Module):
         rgb_range: float,
         rgb_mean: Sequence[float],
         make_blocks: Callable[[], Iterable[nn.Module]],
+        blocks_reach: int | None,
     ) -> None:
         super().__init__()
         self.scale = scale
         self.in_channels = 3
         self.out_channels = 3
+        # head, blocks and the body's closing conv at LR; the upsampler; the last conv at HR.
+        self.receptive_field: int | None = (
+            None
+            if blocks_reach is None
+            else receptive_radius(
+                [("conv", 1 + blocks_reach + 1), *upsampler_steps(scale), ("conv", 1)]
+            )
+        )
         self.rgb_range = rgb_range
         self.sub_mean = MeanShift(rgb_range=rgb_range, rgb_mean=rgb_mean, sign=-1)
         self.add_mean = MeanShift(rgb_range=rgb_range, rgb_mean=rgb_mean, sign=1)
@@ -208,6 +385,7 @@ class EDSRFrame(nn.Module):
         self.body = nn.Sequential(*make_blocks(), conv3x3(n_feats, n_feats))
         self.tail = nn.Sequential(Upsampler(scale=scale, n_feats=n_feats), conv3x3(n_feats, 3))
 
+    @image_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.head(self.sub_mean(x * self.rgb_range))
         x = self.body(x) + x
@@ -231,6 +409,8 @@ class DistillationNet(nn.Module):
         num_modules: Number of blocks.
         prefix: Name of the blocks before their 1-based index (``"IMDB"``, ``"B"``).
         make_block: Builds one block, called as ``make_block(channels=nf)``.
+        block_reach: How far one block reaches, in pixels, or ``None`` when the blocks use
+            global or size-dependent operations.
     """
 
     def __init__(
@@ -243,16 +423,21 @@ class DistillationNet(nn.Module):
         num_modules: int,
         prefix: str,
         make_block: Callable[..., nn.Module],
+        block_reach: int | None,
     ) -> None:
         super().__init__()
         if scale < 1:
-            raise ValueError(
+            raise ArgumentError(
                 f"{type(self).__name__}: scale must be a positive integer, got {scale}"
             )
         self.scale = scale
         self.in_channels = in_nc
         self.out_channels = out_nc
         self.num_modules = num_modules
+        # fea_conv, the blocks and LR_conv (c is 1x1), then the head's 3x3 conv, all at LR.
+        self.receptive_field: int | None = (
+            None if block_reach is None else 1 + num_modules * block_reach + 1 + 1
+        )
         self.block_names = tuple(f"{prefix}{i}" for i in range(1, num_modules + 1))
         self.fea_conv = conv3x3(in_nc, nf)
         for name in self.block_names:
@@ -278,6 +463,7 @@ class DistillationNet(nn.Module):
             outs.append(h)
         return self.LR_conv(self.c(torch.cat(outs, dim=1))) + fea
 
+    @image_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.upsampler(self.features(x))
 
@@ -391,16 +577,16 @@ def matlab_bicubic_upsample(x: torch.Tensor, scale: int) -> torch.Tensor:
         Tensor ``(N, C, H * scale, W * scale)`` with ``x``'s dtype and device.
 
     Raises:
-        ValueError: ``scale`` is not a positive integer or ``x`` is not 4-D.
+        ArgumentError: ``scale`` is not a positive integer or ``x`` is not 4-D.
 
     Example:
         >>> matlab_bicubic_upsample(torch.rand(1, 1, 8, 8), 3).shape
         torch.Size([1, 1, 24, 24])
     """
     if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
-        raise ValueError(f"scale must be a positive integer, got {scale!r}")
+        raise ArgumentError(f"scale must be a positive integer, got {scale!r}")
     if x.dim() != 4:
-        raise ValueError(f"expected a tensor (N, C, H, W), got shape {tuple(x.shape)}")
+        raise ArgumentError(f"expected a tensor (N, C, H, W), got shape {tuple(x.shape)}")
     if scale == 1:
         return x
     n, c, h, w = x.shape
@@ -423,27 +609,3 @@ def matlab_bicubic_upsample(x: torch.Tensor, scale: int) -> torch.Tensor:
     planes = F.conv2d(planes, taps.view(scale, 1, 1, 5))  # (nc, s, h*s, w)
     planes = planes.permute(0, 2, 3, 1).reshape(n, c, h * scale, w * scale)
     return planes
-
-
-def check_luma_input(x: torch.Tensor, channels: int, name: str) -> None:
-    """Raise a clear error unless ``x`` is an ``(N, channels, H, W)`` tensor.
-
-    The single-channel classics (SRCNN, FSRCNN, ESPCN, VDSR) take the Y channel; an RGB tensor
-    would otherwise fail deep inside a convolution with a message about weight shapes.
-
-    Args:
-        x: The input tensor.
-        channels: Channels the model expects (1 for the Y-channel models).
-        name: Model name for the message.
-
-    Raises:
-        ValueError: Wrong rank or channel count.
-
-    Example:
-        >>> check_luma_input(torch.rand(1, 1, 8, 8), 1, "SRCNN")
-    """
-    if x.dim() != 4 or x.shape[1] != channels:
-        raise ValueError(
-            f"{name} takes an (N, {channels}, H, W) tensor (the Y channel in [0, 1]), got shape "
-            f"{tuple(x.shape)}. Convert RGB to Y first, e.g. with srzoo.metrics.rgb_to_y."
-        )

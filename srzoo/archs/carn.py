@@ -14,6 +14,10 @@ works with the official file at every scale.
 
 CARN-M (mobile) differs from CARN in its blocks: one efficient residual unit (grouped 3x3,
 grouped 3x3, 1x1) applied three times with shared weights, and grouped upsampling convolutions.
+
+Receptive field: the entry convolution and two 3x3 convolutions per residual unit (nine units)
+reach 19 low-resolution pixels; the upsampler and the exit convolution add 2 at every scale
+(21 in all).
 """
 
 from __future__ import annotations
@@ -25,8 +29,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ArgumentError, UnsupportedScaleError
 from ..registry import ModelSpec, Paper, StateDict, WeightSpec, register_model, set5_set14
-from ._blocks import DIV2K_RGB_MEAN, MeanShift, Upsampler
+from ._blocks import (
+    DIV2K_RGB_MEAN,
+    MeanShift,
+    Upsampler,
+    image_forward,
+    receptive_radius,
+    upsampler_steps,
+)
 
 __all__ = [
     "CARN",
@@ -173,7 +185,7 @@ class CARNUpsampler(nn.Module):
     def __init__(self, *, n_feats: int, scale: int, group: int = 1) -> None:
         super().__init__()
         if scale not in (2, 3, 4, 8):
-            raise ValueError(f"CARN's upsampler supports x2, x3, x4 and x8, not x{scale}")
+            raise UnsupportedScaleError("CARN", scale, (2, 3, 4, 8), what="its upsampler")
         self.body = Upsampler(scale=scale, n_feats=n_feats, groups=group, relu=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -209,7 +221,7 @@ class CARN(_Cascade):
     ) -> None:
         super().__init__()
         if n_feats % group != 0:
-            raise ValueError(f"n_feats={n_feats} is not divisible by group={group}")
+            raise ArgumentError(f"n_feats={n_feats} is not divisible by group={group}")
         self.scale = scale
         self.in_channels = 3
         self.out_channels = 3
@@ -227,7 +239,13 @@ class CARN(_Cascade):
             {self._branch: CARNUpsampler(n_feats=n_feats, scale=scale, group=group)}
         )
         self.exit = nn.Conv2d(n_feats, 3, 3, padding=1)
+        # The entry conv and two 3x3 convs per residual unit (CARN-M's efficient unit too; the
+        # fusions are 1x1) at LR, the upsampler, the exit conv at HR.
+        self.receptive_field: int | None = receptive_radius(
+            [("conv", 1 + 2 * n_units * n_blocks), *upsampler_steps(scale), ("conv", 1)]
+        )
 
+    @image_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.entry(self.sub_mean(x))
         x = self._cascade(x)
@@ -300,7 +318,6 @@ register_model(
                 source=f"{_REPO}/carn.pth",
                 sha256=None,
                 size=None,
-                layout="official",
                 input_range="0-1",
                 train_data="DIV2K",
                 license="MIT",
@@ -332,7 +349,6 @@ register_model(
                 source=f"{_REPO}/carn_m.pth",
                 sha256="d48a759a84509351facb6b7c6d5bd6edec98b98519b8c464ee4ab44d2ba964ff",
                 size=1670695,
-                layout="official",
                 input_range="0-1",
                 train_data="DIV2K",
                 license="MIT",

@@ -7,6 +7,14 @@ Parameter names follow sanghyun-son/EDSR-PyTorch ``src/model/edsr.py`` (also use
 the official ``edsr_x4-4f62e9ef.pt`` files load unchanged. BasicSR's EDSR layout
 (``conv_first`` / ``body.N.conv1`` / ``conv_after_body`` / ``upsample`` / ``conv_last``) is
 converted on load.
+
+Registered weights: the official files of the EDSR-PyTorch model server (flat state dicts in the
+official keys) and, tagged ``basicsr`` for ``edsr-baseline``, BasicSR's conversions of them
+(``{'params': ...}`` dicts in BasicSR's keys, which :func:`convert_edsr` maps).
+
+Receptive field: the head, two 3x3 convolutions per block and the body's closing convolution
+reach ``2 * n_resblocks + 2`` low-resolution pixels; the upsampler and the last convolution add 2
+at every scale (68 for EDSR, 36 for the baseline).
 """
 
 from __future__ import annotations
@@ -85,6 +93,7 @@ class EDSR(EDSRFrame):
             make_blocks=lambda: (
                 ResBlock(n_feats=n_feats, res_scale=res_scale) for _ in range(n_resblocks)
             ),
+            blocks_reach=2 * n_resblocks,
         )
 
 
@@ -141,7 +150,6 @@ def _official(
         scale=scale,
         source=f"{_SNU}{file}",
         sha256=sha256,
-        layout="official (sanghyun-son/EDSR-PyTorch, flat state dict)",
         input_range=_DIV2K_RANGE,
         train_data=f"DIV2K, bicubic x{scale}",
         license="MIT",
@@ -191,14 +199,14 @@ _BASELINE_WEIGHTS = (
             tag="basicsr",
             source=f"{_CCRESTORATION}EDSR_Mx{scale}_f64b16_DIV2K_official_{scale}x.pth",
             sha256=sha,
-            layout="basicsr ({'params': ...}; BasicSR's conversion of the official weights)",
             input_range="0-1 (RGB; BasicSR scales by 255 and removes the DIV2K mean inside)",
             train_data=f"DIV2K, bicubic x{scale}",
             license="Apache-2.0 (BasicSR conversion) of MIT weights (EDSR-PyTorch)",
             sha256_note=(
                 "byte-identical mirror (GitHub release of TensoRaws/ccrestoration) of BasicSR's "
                 f"EDSR_Mx{scale}_f64b16_DIV2K_official-{sha[:8]}.pth, whose name carries the "
-                "same sha256 prefix; byte size not published"
+                "same sha256 prefix: BasicSR's conversion of the official weights, a "
+                "{'params': ...} dict in BasicSR's keys; byte size not published"
             ),
         )
         for scale, sha in (

@@ -8,6 +8,12 @@ f3 = 3, tanh activations, a sub-pixel (pixel-shuffle) output layer.
 Parameter names follow yjn870/ESPCN-pytorch ``models.py`` (``first_part`` / ``last_part``), so its
 ``espcn_x3.pth`` loads unchanged. The network works on the luma (Y) channel: one channel in, one
 out.
+
+Unlike FSRCNN's, SRCNN's and VDSR's, ESPCN's weights carry their scale: the last convolution
+has ``scale**2`` outputs, so a checkpoint of another scale is refused by its shapes.
+
+Receptive field: 2 + 1 + 1 = 4 input pixels at every scale (all convolutions run at low
+resolution; the pixel shuffle adds nothing).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import torch
 from torch import nn
 
 from ..registry import ModelSpec, Paper, register_model
-from ._blocks import check_luma_input, pixel_shuffle_head
+from ._blocks import image_forward, pixel_shuffle_head, receptive_radius
 
 __all__ = ["ESPCN"]
 
@@ -35,6 +41,8 @@ class ESPCN(nn.Module):
         self.scale = scale
         self.in_channels = 1
         self.out_channels = 1
+        # 5x5, 3x3 and the head's 3x3 at low resolution; the shuffle reaches no further.
+        self.receptive_field: int | None = receptive_radius([("conv", 2 + 1 + 1), ("up", scale)])
         self.first_part = nn.Sequential(
             nn.Conv2d(1, n1, 5, padding=2),
             nn.Tanh(),
@@ -43,8 +51,8 @@ class ESPCN(nn.Module):
         )
         self.last_part = pixel_shuffle_head(n2, 1, scale)
 
+    @image_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_luma_input(x, self.in_channels, "ESPCN")
         return self.last_part(self.first_part(x))
 
 

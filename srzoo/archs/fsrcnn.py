@@ -8,6 +8,23 @@ Parameter names follow yjn870/FSRCNN-pytorch ``models.py`` (``first_part`` / ``m
 convolutions are zero-padded so the output is exactly ``scale`` times the input.
 
 The network works on the luma (Y) channel of the low-resolution image: one channel in, one out.
+
+FSRCNN's tensors have the same shapes at every scale (the deconvolution's stride is not a
+tensor), so a checkpoint cannot tell its scale from its keys and shapes: x3 weights would load
+into an x2 network and upscale to garbage. srzoo recognises a checkpoint's scale only when the
+file is registered: ``srzoo.load("fsrcnn", scale=s, weights=path)`` refuses a registered
+checkpoint of another scale (by its sha256), and trusts ``s`` for any other file.
+
+Registered: yjn870's ``fsrcnn_x3.pth`` (a flat ``torch.save`` state dict in the keys above,
+Dropbox link of the repository's README). yjn870's ``fsrcnn_x2.pth`` and ``fsrcnn_x4.pth``
+(``https://www.dropbox.com/s/1k3dker6g7hz76s/fsrcnn_x2.pth?dl=1`` and
+``https://www.dropbox.com/s/vsvumpopupdpmmu/fsrcnn_x4.pth?dl=1``) are not registered: no
+digest of them is published or could be taken from the files, and registered without one they
+could not be recognised, which for FSRCNN is the only way to tell a checkpoint's scale. They
+load as local files, at the scale the caller names.
+
+Receptive field: the convolutions reach ``2 + m`` low-resolution pixels (6); the 9x9
+deconvolution adds 2, 2 and 1 at x2, x3 and x4 (8, 8 and 7 in all).
 """
 
 from __future__ import annotations
@@ -15,8 +32,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..registry import ModelSpec, Paper, register_model
-from ._blocks import check_luma_input
+from ..errors import ArgumentError
+from ..registry import ModelSpec, Paper, ReportedMetric, WeightSpec, register_model
+from ._blocks import image_forward, receptive_radius
 
 __all__ = ["FSRCNN"]
 
@@ -38,10 +56,15 @@ class FSRCNN(nn.Module):
     def __init__(self, *, scale: int = 3, d: int = 56, s: int = 12, m: int = 4) -> None:
         super().__init__()
         if scale < 1:
-            raise ValueError(f"FSRCNN needs a positive integer scale, got {scale}")
+            raise ArgumentError(f"FSRCNN needs a positive integer scale, got {scale}")
         self.scale = scale
         self.in_channels = 1
         self.out_channels = 1
+        # 5x5 and m 3x3 convolutions at low resolution; the transposed convolution spreads
+        # each pixel over a 9x9 window of the stride-``scale`` grid.
+        self.receptive_field: int | None = receptive_radius(
+            [("conv", 2 + m), ("zeros", scale), ("conv", 4)]
+        )
         self.first_part = nn.Sequential(nn.Conv2d(1, d, 5, padding=2), nn.PReLU(d))
         mid: list[nn.Module] = [nn.Conv2d(d, s, 1), nn.PReLU(s)]
         for _ in range(m):
@@ -53,10 +76,15 @@ class FSRCNN(nn.Module):
             d, 1, 9, stride=scale, padding=4, output_padding=scale - 1
         )
 
+    @image_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_luma_input(x, self.in_channels, "FSRCNN")
         return self.last_part(self.mid_part(self.first_part(x)))
 
+
+_README_TABLE = (
+    "yjn870/FSRCNN-pytorch README, Results: Set5 table, column 'Ours (91-image)' (the paper, "
+    "arXiv:1608.00367, reports 33.06 for its own x3 weights)"
+)
 
 register_model(
     ModelSpec(
@@ -76,5 +104,22 @@ register_model(
         colour="y",
         default_scale=3,
         defaults={"d": 56, "s": 12, "m": 4},
+        weights=(
+            WeightSpec(
+                scale=3,
+                source="https://www.dropbox.com/s/pm1ed2nyboulz5z/fsrcnn_x3.pth?dl=1",
+                sha256="f65b55819c1258048bc8c1ca96f9e24bd4339f779951d7f928144c08e3868d75",
+                size=54_998,
+                input_range="0-1 (Y channel of yjn870's YCbCr conversion)",
+                train_data="91-image (yjn870/FSRCNN-pytorch's training set)",
+                license="none published (the repository has no licence file)",
+                # The README reports Set5 only (Y channel, the repository's own evaluation).
+                metrics=(ReportedMetric(33.22, "Set5", 3, "psnr_y", source=_README_TABLE),),
+                sha256_note=(
+                    "sha256 of the file linked from yjn870/FSRCNN-pytorch's README (flat "
+                    "torch.save state dict in the repository's keys)"
+                ),
+            ),
+        ),
     )
 )

@@ -6,6 +6,10 @@ Multi-distillation Network", ACM Multimedia 2019, arXiv:1909.11856.
 Parameter names follow Zheng222/IMDN ``model/architecture.py`` (class ``IMDN``) and
 ``model/block.py``, so the official ``IMDN_x{2,3,4}.pth`` files load unchanged once the
 ``module.`` prefix of their DataParallel keys is stripped (which srzoo's reader does).
+
+IMDN declares no receptive-field radius (``receptive_field = None``): every block's
+contrast-aware channel attention takes the mean and standard deviation of its features over the
+whole image.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import ArgumentError
 from ..registry import ModelSpec, Paper, WeightSpec, register_model, set5_set14
 from ._blocks import DistillationNet
 
@@ -31,7 +36,7 @@ class CCALayer(nn.Module):
         super().__init__()
         hidden = channels // reduction
         if hidden < 1:
-            raise ValueError(
+            raise ArgumentError(
                 f"CCALayer needs at least {reduction} channels for reduction {reduction}, "
                 f"got {channels}"
             )
@@ -63,7 +68,7 @@ class IMDModule(nn.Module):
         self.distilled = int(channels * distillation_rate)
         self.remaining = channels - self.distilled
         if self.distilled < 1:
-            raise ValueError(f"IMDModule: {channels} channels leave nothing to distil")
+            raise ArgumentError(f"IMDModule: {channels} channels leave nothing to distil")
         self.c1 = nn.Conv2d(channels, channels, 3, padding=1)
         self.c2 = nn.Conv2d(self.remaining, channels, 3, padding=1)
         self.c3 = nn.Conv2d(self.remaining, channels, 3, padding=1)
@@ -111,6 +116,8 @@ class IMDN(DistillationNet):
             num_modules=num_modules,
             prefix="IMDB",
             make_block=IMDModule,
+            # Contrast-aware channel attention pools every channel over the whole image.
+            block_reach=None,
         )
 
 
@@ -144,7 +151,6 @@ def _weights(scale: int) -> WeightSpec:
         source=f"https://github.com/Zheng222/IMDN/raw/master/checkpoints/IMDN_x{scale}.pth",
         sha256=sha,
         size=size,
-        layout="official",
         input_range="0-1",
         train_data="DIV2K",
         license="none published (the repository has no licence file)",

@@ -5,6 +5,12 @@ ECCV Workshops (AIM 2020), 2020, arXiv:2010.01073.
 
 Parameter names follow zhaohengyuan1/PAN ``codes/models/archs/PAN_arch.py``, so the official
 ``experiments/pretrained_models/PANx{2,3,4}_DF2K.pth`` files load unchanged.
+
+Receptive field (16 blocks): the first convolution, two 3x3 convolutions per SCPA block (its
+attention branch) and the trunk convolution reach 34 low-resolution pixels; the 3x3
+convolutions after the nearest-neighbour enlargements (three at the output resolution, and at
+x4 two more at double resolution) add 2 at x2, 1 at x3 and 2 at x4. The bilinear skip reaches
+one pixel.
 """
 
 from __future__ import annotations
@@ -13,7 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ArgumentError, UnsupportedScaleError
 from ..registry import ModelSpec, Paper, WeightSpec, register_model, set5_set14
+from ._blocks import FieldStep, image_forward, receptive_radius
 
 __all__ = ["PA", "PAN", "SCPA", "PAConv"]
 
@@ -101,9 +109,12 @@ class PAN(nn.Module):
     ) -> None:
         super().__init__()
         if scale not in (2, 3, 4):
-            raise ValueError(f"PAN supports scales 2, 3 and 4, not {scale}")
+            raise UnsupportedScaleError("PAN", scale, (2, 3, 4))
         if in_nc != out_nc:
-            raise ValueError("PAN adds an upscaled copy of its input: in_nc must equal out_nc")
+            raise ArgumentError(
+                f"PAN adds an upscaled copy of its input: in_nc ({in_nc}) must equal out_nc "
+                f"({out_nc})"
+            )
         self.scale = scale
         self.in_channels = in_nc
         self.out_channels = out_nc
@@ -119,6 +130,17 @@ class PAN(nn.Module):
             self.HRconv2 = nn.Conv2d(unf, unf, 3, padding=1)
         self.conv_last = nn.Conv2d(unf, out_nc, 3, padding=1)
         self.lrelu = nn.LeakyReLU(0.2, inplace=True)
+        # Each upsampling stage: nearest enlargement, upconv, (1x1 attention), HRconv.
+        up: list[tuple[FieldStep, int]] = (
+            [("up", 2), ("conv", 2), ("up", 2), ("conv", 2)]
+            if scale == 4
+            else [("up", scale), ("conv", 2)]
+        )
+        # conv_first, the SCPA blocks (1x1, 3x3 k3, 3x3 k4 in the attention branch) and
+        # trunk_conv at LR; the upsampling stages; conv_last. The bilinear skip reaches 1.
+        self.receptive_field: int | None = max(
+            receptive_radius([("conv", 1 + 2 * nb + 1), *up, ("conv", 1)]), 1
+        )
 
     def _up(
         self, fea: torch.Tensor, factor: int, upconv: nn.Module, att: nn.Module, hr: nn.Module
@@ -126,6 +148,7 @@ class PAN(nn.Module):
         fea = upconv(F.interpolate(fea, scale_factor=factor, mode="nearest"))
         return self.lrelu(hr(self.lrelu(att(fea))))
 
+    @image_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fea = self.conv_first(x)
         fea = fea + self.trunk_conv(self.SCPA_trunk(fea))
@@ -167,7 +190,6 @@ def _weights(scale: int) -> WeightSpec:
         ),
         sha256=sha,
         size=size,
-        layout="official",
         input_range="0-1",
         train_data="DF2K (DIV2K + Flickr2K)",
         license="none published (the repository has no licence file)",

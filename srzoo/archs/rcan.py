@@ -7,6 +7,12 @@ Parameter names follow yulunzhang/RCAN (identical to EDSR-PyTorch ``src/model/rc
 and spandrel), so the official ``RCAN_BIX4.pt`` files load unchanged. BasicSR's RCAN layout
 (``conv_first`` / ``body.G.residual_group.B.rcab`` / ``conv_after_body`` / ``upsample`` /
 ``conv_last``) is converted on load.
+
+The registered weights are torchSR's conversions of the authors' ``RCAN_BIX{2,3,4,8}.pt``: flat
+state dicts in the official keys.
+
+RCAN declares no receptive-field radius (``receptive_field = None``): every block's channel
+attention averages its features over the whole image.
 """
 
 from __future__ import annotations
@@ -120,6 +126,8 @@ class RCAN(EDSRFrame):
                 ResidualGroup(n_feats=n_feats, n_resblocks=n_resblocks, reduction=reduction)
                 for _ in range(n_resgroups)
             ),
+            # Channel attention averages over the whole image (CALayer).
+            blocks_reach=None,
         )
 
 
@@ -165,10 +173,6 @@ def _rcan_weights(scale: int) -> WeightSpec:
         scale=scale,
         source=f"https://github.com/Coloquinte/torchSR/releases/download/v1.0.3/rcan_x{scale}.pt",
         sha256=None,
-        layout=(
-            "torchsr (flat state dict with the official keys; torchSR's conversion of the "
-            f"authors' RCAN_BIX{scale}.pt)"
-        ),
         input_range="0-255 (RGB, DIV2K mean shift inside the network)",
         train_data=f"DIV2K, bicubic x{scale}",
         license="unspecified (yulunzhang/RCAN publishes no licence; torchSR's code is MIT)",
@@ -176,9 +180,10 @@ def _rcan_weights(scale: int) -> WeightSpec:
         sha256_note=(
             "the authors publish RCAN_BIX*.pt only inside a Google Drive / Dropbox zip, which a "
             "plain HTTP client cannot fetch, and no byte-identical mirror with a published hash "
-            "is known; these are torchSR's converted files (GitHub release v1.0.3), for which no "
-            "checksum or size is published. srzoo records the sha256 of the first download and "
-            "checks the cached copy against it"
+            f"is known; this is torchSR's conversion of RCAN_BIX{scale}.pt (GitHub release "
+            "v1.0.3; a flat state dict in the official keys), for which no checksum or size is "
+            "published. srzoo records the sha256 of the first download and checks the cached "
+            "copy against it"
         ),
     )
 

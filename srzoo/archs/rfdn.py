@@ -8,6 +8,13 @@ Parameter names follow njulj/RFDN ``RFDN.py`` and ``block.py``, so the official
 unchanged. That checkpoint works on pixel values in 0..255 (its ``test.py`` feeds ``uint8``
 images cast to float and clamps the output to 0..255); the module scales by ``rgb_range``
 inside, so it takes and returns [0, 1] like every srzoo model.
+
+RFDN declares no receptive-field radius (``receptive_field = None``) although each pixel sees a
+bounded neighbourhood: every block's ESA max-pools a stride-2 map with 7x7 windows of stride 3
+on a grid anchored at the image's corner, then resizes the pooled map back by the ratio of the
+two sizes. Which pixels share a window, and the interpolation weights, follow the image's size
+and a pixel's position in it, so a tile computes a different function of the same pixels than
+the whole image does, whatever the overlap.
 """
 
 from __future__ import annotations
@@ -16,8 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ArgumentError
 from ..registry import ModelSpec, Paper, WeightSpec, register_model
-from ._blocks import DistillationNet
+from ._blocks import DistillationNet, image_forward
 
 __all__ = ["ESA", "RFDB", "RFDN"]
 
@@ -37,7 +45,7 @@ class ESA(nn.Module):
         super().__init__()
         f = n_feats // 4
         if f < 1:
-            raise ValueError(f"ESA needs at least 4 feature channels, got {n_feats}")
+            raise ArgumentError(f"ESA needs at least 4 feature channels, got {n_feats}")
         self.conv1 = nn.Conv2d(n_feats, f, 1)
         self.conv_f = nn.Conv2d(f, f, 1)
         self.conv_max = nn.Conv2d(f, f, 3, padding=1)
@@ -122,9 +130,15 @@ class RFDN(DistillationNet):
             num_modules=num_modules,
             prefix="B",
             make_block=RFDB,
+            # ESA pools on a grid anchored at the image's corner and resizes the pooled mask
+            # by the ratio of the pooled size to the image size: what a pixel sees depends on
+            # where it lies in the image and on the image's size, so no overlap makes tiles
+            # reproduce the whole image.
+            block_reach=None,
         )
         self.rgb_range = rgb_range
 
+    @image_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         pad_h, pad_w = max(0, _MIN_SIZE - h), max(0, _MIN_SIZE - w)
@@ -155,7 +169,6 @@ register_model(
                 source="https://github.com/njulj/RFDN/raw/master/trained_model/RFDN_AIM.pth",
                 sha256="11af8ec8ebd68689e90ef1e29044f9804c72d3bd9f7573820b7b26035782760c",
                 size=1_754_927,
-                layout="official",
                 input_range="0-255",
                 train_data="AIM 2020 efficient SR challenge data (not detailed upstream)",
                 license="MIT",

@@ -14,6 +14,11 @@ evaluate ``params``, so they are left out until their contents are checked.
 
 Besides the authors' weights, ``safmn`` carries srzoo's own weights (tag ``"srzoo"``), which ship
 inside the package and are its offline default model (see ``srzoo.DEFAULT_MODEL``).
+
+SAFMN declares no receptive-field radius (``receptive_field = None``): each SAFM max-pools its
+features to ``(h // 2**i, w // 2**i)`` of the image's size, so the pooling windows follow the
+size of the image and a grid anchored at its corner, and no tile overlap reproduces the whole
+image's output.
 """
 
 from __future__ import annotations
@@ -22,8 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ArgumentError
 from ..registry import ModelSpec, Paper, ReportedMetric, WeightSpec, register_model, set5_set14
-from ._blocks import pixel_shuffle_head
+from ._blocks import image_forward, pixel_shuffle_head
 
 __all__ = ["CCM", "SAFM", "SAFMN", "AttBlock", "LayerNorm2d"]
 
@@ -64,7 +70,7 @@ class SAFM(nn.Module):
     def __init__(self, *, dim: int, n_levels: int = 4) -> None:
         super().__init__()
         if dim % n_levels:
-            raise ValueError(f"SAFM: dim ({dim}) must be a multiple of n_levels ({n_levels})")
+            raise ArgumentError(f"SAFM: dim ({dim}) must be a multiple of n_levels ({n_levels})")
         self.n_levels = n_levels
         chunk = dim // n_levels
         self.mfr = nn.ModuleList(
@@ -143,16 +149,19 @@ class SAFMN(nn.Module):
     ) -> None:
         super().__init__()
         if scale < 1:
-            raise ValueError(f"SAFMN: scale must be a positive integer, got {scale}")
+            raise ArgumentError(f"SAFMN: scale must be a positive integer, got {scale}")
         self.scale = scale
         self.in_channels = 3
         self.out_channels = 3
+        # Size-dependent pooling in every block (see the module docstring): no local radius.
+        self.receptive_field: int | None = None
         self.to_feat = nn.Conv2d(3, dim, 3, padding=1)
         self.feats = nn.Sequential(
             *(AttBlock(dim=dim, ffn_scale=ffn_scale) for _ in range(n_blocks))
         )
         self.to_img = pixel_shuffle_head(dim, 3, scale)
 
+    @image_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.to_feat(x)
         # The trunk runs channels-last (see LayerNorm2d); hand back an ordinary NCHW tensor.
@@ -194,7 +203,6 @@ def _weights(
                 source=f"{_HF}/{file}_x{scale}.pth",
                 sha256=sha,
                 size=size,
-                layout="official",
                 input_range="0-1",
                 train_data="DF2K (DIV2K + Flickr2K)",
                 license="Apache-2.0",
@@ -246,7 +254,6 @@ def _srzoo_weights() -> tuple[WeightSpec, ...]:
             tag="srzoo",
             sha256=sha,
             size=size,
-            layout="srzoo",
             train_data=_SRZOO_DATA,
             license="MIT (srzoo's own weights)",
             metrics=(

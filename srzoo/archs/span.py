@@ -28,6 +28,10 @@ only a speed-up, never needed for correctness:
 - After changing the parameters any other way (an optimizer step or an EMA update while the
   model stays in eval mode, writes through ``param.data``), call ``fuse()`` again.
 
+Receptive field: ``conv_1``, three 3x3 convolutions in each of the six blocks, ``conv_2`` and
+the head's 3x3 convolution, all at low resolution: 21 pixels at every scale (the blocks'
+attention is a pixel-wise gate).
+
 Example:
     >>> model = srzoo.create("span", 4).eval().fuse()
 """
@@ -42,8 +46,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ArgumentError
 from ..registry import ModelSpec, Paper, WeightSpec, register_model
-from ._blocks import DIV2K_RGB_MEAN, pixel_shuffle_head
+from ._blocks import DIV2K_RGB_MEAN, image_forward, pixel_shuffle_head, receptive_radius
 
 __all__ = ["SPAB", "SPAN", "Conv3XC"]
 
@@ -54,7 +59,7 @@ _S = TypeVar("_S", bound="SPAN")
 def _check_eval_mode(module: nn.Module) -> None:
     if module.training:
         # In training mode the branches are always used, so a stored kernel would only go stale.
-        raise RuntimeError(
+        raise ArgumentError(
             f"{type(module).__name__}.fuse() prepares the module for inference: call .eval() "
             "first (model = model.eval().fuse())"
         )
@@ -127,7 +132,7 @@ class Conv3XC(nn.Module):
             The module itself.
 
         Raises:
-            RuntimeError: The module is in training mode.
+            ArgumentError: The module is in training mode.
 
         Example:
             >>> block = Conv3XC(8, 8).eval().fuse()
@@ -231,12 +236,16 @@ class SPAN(nn.Module):
     ) -> None:
         super().__init__()
         if scale < 1:
-            raise ValueError(f"SPAN: scale must be a positive integer, got {scale}")
+            raise ArgumentError(f"SPAN: scale must be a positive integer, got {scale}")
         if len(rgb_mean) != num_in_ch:
-            raise ValueError(f"SPAN: rgb_mean needs {num_in_ch} values, got {len(rgb_mean)}")
+            raise ArgumentError(f"SPAN: rgb_mean needs {num_in_ch} values, got {len(rgb_mean)}")
         self.scale = scale
         self.in_channels = num_in_ch
         self.out_channels = num_out_ch
+        # conv_1, six blocks of three 3x3 convolutions, conv_2 and the head's 3x3, all at LR.
+        self.receptive_field: int | None = receptive_radius(
+            [("conv", 1 + 6 * 3 + 1 + 1), ("up", scale)]
+        )
         self.img_range = img_range
         # Not part of the official state dict: a constant, rebuilt with the module.
         # On the CPU even when built on the meta device: a non-persistent buffer is in no state
@@ -267,7 +276,7 @@ class SPAN(nn.Module):
             The model itself, so that ``model = model.eval().fuse()`` chains.
 
         Raises:
-            RuntimeError: The model is in training mode.
+            ArgumentError: The model is in training mode.
 
         Example:
             >>> model = srzoo.create("span", 4).eval().fuse()
@@ -278,6 +287,7 @@ class SPAN(nn.Module):
                 module.fuse()
         return self
 
+    @image_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feat = self.conv_1((x - self.mean.to(x.dtype)) * self.img_range)
         b1, _ = self.block_1(feat)
@@ -303,7 +313,6 @@ def _weights(scale: int, sha: str, size: int) -> WeightSpec:
         source=f"{_OMDB}/{scale}x-spanx{scale}-ch48.pth",
         sha256=sha,
         size=size,
-        layout="official",
         input_range="0-1",
         license="Apache-2.0",
         sha256_note=_NOTE,

@@ -12,6 +12,16 @@ SRCNN works on the luma (Y) channel of an image that was first enlarged with MAT
 :func:`~srzoo.archs._blocks.matlab_bicubic_upsample`), so it takes the low-resolution Y channel
 like every other srzoo model takes its low-resolution input. yjn870's released weights were
 trained on PIL-bicubic inputs instead; they still load, the input differs slightly.
+
+The scale of SRCNN's weights lives only in the data they were trained on: the network is the
+same at every scale (the enlargement happens before it), so a checkpoint's tensors cannot tell
+x2 weights from x4 ones. srzoo recognises a checkpoint's scale only when the file is registered
+(by its sha256); no SRCNN checkpoint is registered, so ``srzoo.load("srcnn", scale=s,
+weights=path)`` trusts ``s``.
+
+Receptive field: the three convolutions reach ``f1 // 2 + f2 // 2 + f3 // 2`` pixels (8) of the
+enlarged image, which the bicubic enlargement's taps (two input pixels each side) turn into 6,
+4 and 4 input pixels at x2, x3 and x4.
 """
 
 from __future__ import annotations
@@ -20,8 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ArgumentError
 from ..registry import ModelSpec, Paper, register_model
-from ._blocks import check_luma_input, matlab_bicubic_upsample
+from ._blocks import image_forward, matlab_bicubic_upsample, receptive_radius
 
 __all__ = ["SRCNN"]
 
@@ -54,16 +65,19 @@ class SRCNN(nn.Module):
         super().__init__()
         for k in (f1, f2, f3):
             if k % 2 == 0:
-                raise ValueError(f"SRCNN kernel sizes must be odd to keep the size, got {k}")
+                raise ArgumentError(f"SRCNN kernel sizes must be odd to keep the size, got {k}")
         self.scale = scale
         self.in_channels = 1
         self.out_channels = 1
+        self.receptive_field: int | None = receptive_radius(
+            [("bicubic", scale), ("conv", f1 // 2 + f2 // 2 + f3 // 2)]
+        )
         self.conv1 = nn.Conv2d(1, n1, f1, padding=f1 // 2)
         self.conv2 = nn.Conv2d(n1, n2, f2, padding=f2 // 2)
         self.conv3 = nn.Conv2d(n2, 1, f3, padding=f3 // 2)
 
+    @image_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_luma_input(x, self.in_channels, "SRCNN")
         x = matlab_bicubic_upsample(x, self.scale)
         # In place: the feature maps are at HR resolution.
         x = F.relu(self.conv1(x), inplace=True)

@@ -10,6 +10,14 @@ clamp its output.
 
 ``MSRResNet`` follows XPixelGroup/BasicSR ``basicsr/archs/srresnet_arch.py``; the KAIR layout
 (``recon_trunk`` / ``HRconv``) of the same network is converted on load.
+
+Receptive field (16 blocks): SRResNet's 9x9 and 3x3 convolutions reach 37 low-resolution
+pixels and its upsampler and 9x9 convolution at high resolution 3 more (40 at every scale);
+MSRResNet's reach 33 and 2 more (35; its bilinear skip reaches one pixel).
+
+KAIR's MSRResNet files (``msrresnet_x4_psnr.pth``, ``msrresnet_x4_gan.pth``) are flat state
+dicts in KAIR's keys (``conv_first`` / ``recon_trunk.N`` / ``upconv1`` / ``upconv2`` /
+``HRconv`` / ``conv_last``), which :func:`convert_msrresnet` maps.
 """
 
 from __future__ import annotations
@@ -18,8 +26,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import UnsupportedScaleError
 from ..registry import ModelSpec, Paper, StateDict, WeightSpec, register_model
-from ._blocks import conv3x3, rename_keys, shuffle_factors
+from ._blocks import (
+    FieldStep,
+    conv3x3,
+    image_forward,
+    receptive_radius,
+    rename_keys,
+    shuffle_factors,
+    upsampler_steps,
+)
 
 __all__ = ["MSRResNet", "ResidualBlockNoBN", "SRResNet", "convert_msrresnet"]
 
@@ -87,7 +104,12 @@ class SRResNet(nn.Module):
             *(_UpsampleBlock(channels, f) for f in shuffle_factors(scale, name="SRResNet"))
         )
         self.conv3 = nn.Conv2d(channels, out_channels, 9, padding=4)
+        # 9x9, the blocks' 3x3 pairs and conv2 at LR; the upsampler; the 9x9 conv3 at HR.
+        self.receptive_field: int | None = receptive_radius(
+            [("conv", 4 + 2 * num_blocks + 1), *upsampler_steps(scale), ("conv", 4)]
+        )
 
+    @image_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feat = self.conv1(x)
         out = self.conv2(self.trunk(feat)) + feat
@@ -139,7 +161,7 @@ class MSRResNet(nn.Module):
     ) -> None:
         super().__init__()
         if scale not in (2, 3, 4):
-            raise ValueError(f"MSRResNet supports scales 2, 3 and 4, not {scale}")
+            raise UnsupportedScaleError("MSRResNet", scale, (2, 3, 4))
         self.scale = scale
         self.in_channels = num_in_ch
         self.out_channels = num_out_ch
@@ -156,7 +178,18 @@ class MSRResNet(nn.Module):
             self.pixel_shuffle = nn.PixelShuffle(scale)
         self.conv_hr = conv3x3(num_feat, num_feat)
         self.conv_last = conv3x3(num_feat, num_out_ch)
+        up: list[tuple[FieldStep, int]] = (
+            [("conv", 1), ("up", 2), ("conv", 1), ("up", 2)]
+            if scale == 4
+            else [("conv", 1), ("up", scale)]
+        )
+        # conv_first and the blocks at LR, the upsampler, conv_hr and conv_last at HR; the
+        # bilinear skip reaches one pixel.
+        self.receptive_field: int | None = max(
+            receptive_radius([("conv", 1 + 2 * num_block), *up, ("conv", 2)]), 1
+        )
 
+    @image_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.body(F.leaky_relu(self.conv_first(x), 0.1))
         out = F.leaky_relu(self.pixel_shuffle(self.upconv1(out)), 0.1)
@@ -214,7 +247,6 @@ _MSRRESNET_WEIGHTS = (
         scale=4,
         source=f"{_KAIR}msrresnet_x4_psnr.pth",
         sha256=None,
-        layout="kair (flat: conv_first / recon_trunk.N / upconv1 / upconv2 / HRconv / conv_last)",
         input_range="0-1 (RGB)",
         train_data="not stated by KAIR (bicubic x4, L1 loss per options/train_msrresnet_psnr.json)",
         license="MIT (cszn/KAIR)",
@@ -225,7 +257,6 @@ _MSRRESNET_WEIGHTS = (
         tag="gan",
         source=f"{_KAIR}msrresnet_x4_gan.pth",
         sha256=None,
-        layout="kair (flat: conv_first / recon_trunk.N / upconv1 / upconv2 / HRconv / conv_last)",
         input_range="0-1 (RGB)",
         train_data="not stated by KAIR (bicubic x4, adversarial training)",
         license="MIT (cszn/KAIR)",

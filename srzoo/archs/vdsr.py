@@ -11,6 +11,16 @@ PyTorch's a = -0.75 bicubic), and its files are refused with an explicit key mis
 
 The bicubic enlargement VDSR expects (MATLAB ``imresize``, a = -0.5) happens inside
 :class:`VDSR`, so it takes the low-resolution Y channel like every other srzoo model.
+
+The scale of VDSR's weights lives only in the data they were trained on: the network is the
+same at every scale (the paper trains one set of weights for x2, x3 and x4 together), so a
+checkpoint's tensors cannot tell which scales it was trained for. srzoo recognises a
+checkpoint's scale only when the file is registered (by its sha256); no VDSR checkpoint is
+registered, so ``srzoo.load("vdsr", scale=s, weights=path)`` trusts ``s``.
+
+Receptive field: ``depth`` 3x3 convolutions reach ``depth`` pixels (20) of the enlarged image,
+which the bicubic enlargement's taps (two input pixels each side) turn into 12, 8 and 7 input
+pixels at x2, x3 and x4.
 """
 
 from __future__ import annotations
@@ -19,8 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ArgumentError
 from ..registry import ModelSpec, Paper, register_model
-from ._blocks import check_luma_input, matlab_bicubic_upsample
+from ._blocks import image_forward, matlab_bicubic_upsample, receptive_radius
 
 __all__ = ["VDSR", "ConvReLU"]
 
@@ -54,16 +65,20 @@ class VDSR(nn.Module):
     def __init__(self, *, scale: int = 4, depth: int = 20, n_feats: int = 64) -> None:
         super().__init__()
         if depth < 2:
-            raise ValueError(f"VDSR needs at least an input and an output layer, got depth={depth}")
+            raise ArgumentError(
+                f"VDSR needs at least an input and an output layer, got depth={depth}"
+            )
         self.scale = scale
         self.in_channels = 1
         self.out_channels = 1
+        # The residual path (the enlargement alone) reaches less than the convolutions' path.
+        self.receptive_field: int | None = receptive_radius([("bicubic", scale), ("conv", depth)])
         self.input = nn.Conv2d(1, n_feats, 3, padding=1, bias=False)
         self.residual_layer = nn.Sequential(*(ConvReLU(n_feats=n_feats) for _ in range(depth - 2)))
         self.output = nn.Conv2d(n_feats, 1, 3, padding=1, bias=False)
 
+    @image_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_luma_input(x, self.in_channels, "VDSR")
         up = matlab_bicubic_upsample(x, self.scale)
         out = self.residual_layer(F.relu(self.input(up), inplace=True))
         return self.output(out).add_(up)

@@ -1,4 +1,5 @@
-"""Layers shared by several families: MATLAB's cubic kernel and MATLAB-exact bicubic enlargement.
+"""Layers shared by several families: MATLAB's cubic kernel, MATLAB-exact bicubic enlargement,
+and the receptive-field arithmetic of chains of layers.
 
 SRCNN and VDSR enlarge their input inside ``forward`` exactly as MATLAB's ``imresize`` does
 (:func:`srzoo.metrics.imresize` is checked against MATLAB itself in ``tests/test_metrics.py``).
@@ -6,12 +7,22 @@ SRCNN and VDSR enlarge their input inside ``forward`` exactly as MATLAB's ``imre
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from srzoo._util import matlab_cubic
-from srzoo.archs._blocks import matlab_bicubic_upsample
+from srzoo.archs._blocks import (
+    FieldStep,
+    matlab_bicubic_upsample,
+    receptive_radius,
+    upsampler_steps,
+)
+from srzoo.errors import ArgumentError
 from srzoo.metrics import imresize
 
 
@@ -50,5 +61,95 @@ def test_bicubic_upsample_is_not_pytorch_bicubic() -> None:
 
 
 def test_bicubic_upsample_rejects_bad_scale() -> None:
-    with pytest.raises(ValueError, match="positive integer"):
+    with pytest.raises(ArgumentError, match="positive integer"):
         matlab_bicubic_upsample(torch.rand(1, 1, 4, 4), 0)
+
+
+# --------------------------------------------------------------------------------------------
+# receptive_radius: the exact radius of a chain of layers, checked against autograd
+# --------------------------------------------------------------------------------------------
+
+
+class _Chain(nn.Module):
+    """Single-channel layers for the steps of :func:`receptive_radius`, with random weights.
+
+    A ``("zeros", f)`` step is the input side of a stride-``f`` transposed convolution, so it
+    must be followed by the ``("conv", n)`` of the kernel; the two become one
+    ``ConvTranspose2d`` (as in FSRCNN).
+    """
+
+    def __init__(self, steps: list[tuple[FieldStep, int]]) -> None:
+        super().__init__()
+        self.ops: list[Callable[[torch.Tensor], torch.Tensor]] = []
+        self.layers = nn.ModuleList()
+        i = 0
+        while i < len(steps):
+            kind, n = steps[i]
+            layer: nn.Module | None = None
+            if kind == "conv":
+                layer = nn.Conv2d(1, 1, 2 * n + 1, padding=n)
+            elif kind == "zeros":
+                _, reach = steps[i + 1]
+                layer = nn.ConvTranspose2d(
+                    1, 1, 2 * reach + 1, stride=n, padding=reach, output_padding=n - 1
+                )
+                i += 1
+            elif kind == "up":
+                self.ops.append(lambda x, n=n: F.interpolate(x, scale_factor=n, mode="nearest"))
+            else:
+                self.ops.append(lambda x, n=n: matlab_bicubic_upsample(x, n))
+            if layer is not None:
+                torch.nn.init.uniform_(layer.weight, 0.5, 1.5)  # no tap weighs zero
+                self.layers.append(layer)
+                self.ops.append(layer)
+            i += 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for op in self.ops:
+            x = op(x)
+        return x
+
+
+@pytest.mark.parametrize(
+    ("steps", "expected"),
+    [
+        ([("conv", 3)], 3),
+        ([("conv", 1), ("up", 4), ("conv", 1)], 2),
+        ([("conv", 1), ("up", 2), ("conv", 1), ("up", 2), ("conv", 1)], 2),
+        ([("conv", 2), ("up", 3), ("conv", 4)], 4),
+        ([("conv", 6), ("zeros", 2), ("conv", 4)], 8),  # FSRCNN x2
+        ([("conv", 6), ("zeros", 3), ("conv", 4)], 8),  # FSRCNN x3
+        ([("conv", 6), ("zeros", 4), ("conv", 4)], 7),  # FSRCNN x4
+        ([("bicubic", 2)], 2),
+        ([("bicubic", 3)], 2),
+        ([("bicubic", 3), ("conv", 8)], 4),  # SRCNN x3: not 2 + ceil(8 / 3)
+        ([("bicubic", 2), ("conv", 8)], 6),
+        ([("bicubic", 4), ("conv", 20)], 7),  # VDSR x4
+    ],
+)
+def test_receptive_radius_is_the_measured_one(
+    steps: list[tuple[FieldStep, int]], expected: int
+) -> None:
+    assert receptive_radius(steps) == expected
+    torch.manual_seed(0)
+    chain = _Chain(steps).double()
+    factor = math.prod(n for kind, n in steps if kind != "conv")
+    side = 2 * expected + 9
+    centre = side // 2
+    x = torch.rand(1, 1, side, side, dtype=torch.float64, requires_grad=True)
+    y = chain(x)
+    assert y.shape[-1] == side * factor
+    y[
+        0, 0, centre * factor : (centre + 1) * factor, centre * factor : (centre + 1) * factor
+    ].sum().backward()
+    assert x.grad is not None
+    rows, cols = (x.grad[0, 0] != 0).nonzero(as_tuple=True)
+    measured = int(torch.maximum((rows - centre).abs(), (cols - centre).abs()).max())
+    assert measured == expected
+
+
+def test_upsampler_steps() -> None:
+    assert upsampler_steps(3) == [("conv", 1), ("up", 3)]
+    assert upsampler_steps(8) == [("conv", 1), ("up", 2)] * 3
+    with pytest.raises(ArgumentError, match="powers of two"):
+        upsampler_steps(5)

@@ -44,7 +44,7 @@ def test_carn_m_shares_one_unit_per_block() -> None:
 
 
 def test_bad_group_is_refused() -> None:
-    with pytest.raises(ValueError, match="divisible"):
+    with pytest.raises(srzoo.ArgumentError, match="divisible"):
         srzoo.create("carn-m", 2, n_feats=6)
 
 

@@ -1,10 +1,12 @@
 """FSRCNN: parameter count, the Y-channel input, yjn870's layout on identical random weights (a
-stand-in of yjn870/FSRCNN-pytorch ``models.py``), and x3 against the author's own output image
-with the author's checkpoint.
+stand-in of yjn870/FSRCNN-pytorch ``models.py``), x3 against the author's own output image with
+the author's checkpoint, and that checkpoint refused at x2 and x4 (its tensors have the same
+shapes at every scale, so only its registered digest tells).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ import torch
 from torch import nn
 
 import srzoo
+from srzoo.errors import ArgumentError, WeightsError
 
 from ..util import CHECKPOINTS, DATA, TINY, assert_loads_correctly, require_shared
 
@@ -51,9 +54,39 @@ def test_parameter_count_of_the_paper_configuration(scale: int) -> None:
     assert srzoo.model_info("fsrcnn").num_params(scale) == expected
 
 
+def test_registered_x3_checkpoint() -> None:
+    (w,) = srzoo.model_info("fsrcnn").weights
+    assert (w.scale, w.tag, w.size) == (3, "default", 54_998)
+    assert w.sha256 == "f65b55819c1258048bc8c1ca96f9e24bd4339f779951d7f928144c08e3868d75"
+    assert w.source == "https://www.dropbox.com/s/pm1ed2nyboulz5z/fsrcnn_x3.pth?dl=1"
+    assert [(m.value, m.dataset, m.scale, m.metric) for m in w.metrics] == [
+        (33.22, "Set5", 3, "psnr_y")
+    ]
+    assert "Ours (91-image)" in w.metrics[0].source
+    assert w.license.startswith("none published")
+
+
+def test_the_shared_x3_file_is_the_registered_checkpoint() -> None:
+    path = require_shared(CHECKPOINTS / "fsrcnn_x3.pth")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    (w,) = srzoo.model_info("fsrcnn").weights
+    assert (digest, path.stat().st_size) == (w.sha256, w.size)
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_x3_weights_are_refused_at_another_scale(scale: int) -> None:
+    # Every FSRCNN tensor has the same shape at every scale: only the file's digest tells that
+    # these are x3 weights, which would otherwise load and upscale to garbage.
+    weights = require_shared(CHECKPOINTS / "fsrcnn_x3.pth")
+    with pytest.raises(WeightsError, match=r"registered checkpoint of 'fsrcnn' at x3") as info:
+        srzoo.load("fsrcnn", scale, weights=weights)
+    assert f"not of 'fsrcnn' at x{scale}" in str(info.value)
+    assert str(weights) in str(info.value)
+
+
 def test_rgb_input_is_refused_with_a_clear_message() -> None:
     model = srzoo.create("fsrcnn", 2, **TINY["fsrcnn"]).eval()
-    with pytest.raises(ValueError, match="Y channel"):
+    with pytest.raises(ArgumentError, match="Y channel"):
         model(torch.rand(1, 3, 8, 8))
 
 

@@ -32,7 +32,7 @@ def test_parameter_count_of_the_official_configuration() -> None:
 
 
 def test_narrow_widths_are_refused_with_a_reason() -> None:
-    with pytest.raises(ValueError, match="CCALayer needs at least 16 channels"):
+    with pytest.raises(srzoo.ArgumentError, match="CCALayer needs at least 16 channels"):
         srzoo.create("imdn", 4, nf=8)
 
 

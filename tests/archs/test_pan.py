@@ -30,8 +30,10 @@ def test_pan_compiles_at_x3() -> None:
 def test_pan_rejects_unsupported_scale() -> None:
     with pytest.raises(srzoo.UnsupportedScaleError):
         srzoo.create("pan", 8)
-    with pytest.raises(ValueError, match="scales 2, 3 and 4"):
+    with pytest.raises(srzoo.UnsupportedScaleError, match="supported scales: x2, x3, x4"):
         srzoo.archs.pan.PAN(scale=5)
+    with pytest.raises(srzoo.ArgumentError, match="in_nc"):
+        srzoo.archs.pan.PAN(in_nc=3, out_nc=1)
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])

@@ -2,7 +2,11 @@
 
 Output shape at every scale, odd sizes, batches, 1x1 inputs, the input left untouched, gradients
 reaching every trainable parameter, and ``torch.compile(fullgraph=True)`` capture, each at a
-tiny configuration; every family module imported, registered and tested; registry entries.
+tiny configuration; the contract's attributes at every scale of the full configurations; the
+same input handling in every family (unbatched images, clear errors for other ranks and
+channel counts); each declared receptive field measured by autograd, and tiling at the default
+overlap reproducing the untiled output of every local network (a warning for the global ones);
+every family module imported, registered and tested; registry entries.
 """
 
 from __future__ import annotations
@@ -11,15 +15,28 @@ import json
 import pkgutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
+from torch import nn
 
 import srzoo
 import srzoo.archs
+import srzoo.inference
+from srzoo.contract import SRModel, check_contract, receptive_field
+from srzoo.errors import ArgumentError, ArgumentTypeError
 
-from ..util import TINY, check_compiles, check_forward_contract, check_gradients, randomize_
+from ..util import (
+    NARROW,
+    TINY,
+    check_compiles,
+    check_forward_contract,
+    check_gradients,
+    randomize_,
+)
 
 BUILTIN = [
     n
@@ -121,6 +138,208 @@ def test_gradients_reach_every_parameter(name: str) -> None:
 def test_fullgraph_compile(name: str) -> None:
     model = randomize_(srzoo.create(name, None, **TINY[name]))
     check_compiles(model, channels=_channels(name))
+
+
+# --------------------------------------------------------------------------------------------
+# The contract at every scale of the full configurations
+# --------------------------------------------------------------------------------------------
+
+ALL_SCALES = [(n, s) for n in sorted(BUILTIN) for s in srzoo.model_info(n).scales]
+
+
+def _meta_build(name: str, scale: int, **overrides: Any) -> nn.Module:
+    with torch.device("meta"):
+        return srzoo.model_info(name).build(scale, **overrides)
+
+
+@pytest.mark.parametrize(("name", "scale"), ALL_SCALES)
+def test_contract_at_every_scale(name: str, scale: int) -> None:
+    model = _meta_build(name, scale)
+    check_contract(model)
+    assert isinstance(model, SRModel)
+    assert model.scale == scale
+    # Every built-in family says how far it looks: a radius, or "global" (None on the module).
+    field = receptive_field(model)
+    assert field is not None, f"{name} x{scale} declares no receptive_field"
+    assert field == "global" or (isinstance(field, int) and field >= 0)
+
+
+# --------------------------------------------------------------------------------------------
+# One input convention for every family
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN))
+def test_unbatched_images_and_bad_shapes(name: str) -> None:
+    c = _channels(name)
+    model = randomize_(srzoo.create(name, 2, **TINY[name])).eval()
+    image = torch.rand(c, 13, 11, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        single = model(image)
+        batched = model(image[None])
+    # torch's convention for convolution layers: (C, H, W) in, (C', H', W') out.
+    assert single.shape == (model.out_channels, 26, 22)
+    torch.testing.assert_close(single, batched[0], atol=0, rtol=0)
+
+    cls = type(model).__name__
+    for bad in (
+        image[0],  # (H, W)
+        image[None, None],  # (1, 1, C, H, W)
+        torch.rand(1, c + 1, 13, 11),  # wrong channels, batched
+        torch.rand(c + 1, 13, 11),  # wrong channels, unbatched
+        torch.rand(1, c, 0, 11),  # empty
+    ):
+        with pytest.raises(ArgumentError) as info:
+            model(bad)
+        message = str(info.value)
+        assert isinstance(info.value, ValueError)
+        assert "\n" not in message
+        assert cls in message and f"(N, {c}, H, W)" in message, message
+        assert str(tuple(bad.shape)) in message, message
+    with pytest.raises(ArgumentTypeError, match=r"torch\.uint8"):
+        model(torch.zeros(1, c, 4, 4, dtype=torch.uint8))
+
+
+# --------------------------------------------------------------------------------------------
+# Receptive fields: declared from the constructor's arguments, measured by autograd
+# --------------------------------------------------------------------------------------------
+
+_FIELDS = {(n, s): receptive_field(_meta_build(n, s)) for n, s in ALL_SCALES}
+LOCAL = sorted(n for n in BUILTIN if isinstance(_FIELDS[n, srzoo.model_info(n).scale], int))
+GLOBAL = sorted(n for n in BUILTIN if _FIELDS[n, srzoo.model_info(n).scale] == "global")
+SEEDS = (0, 1, 2)
+
+
+def _gradient_support(model: nn.Module, side: int, seed: int) -> tuple[torch.Tensor, int]:
+    """Input pixels the output block of the centre input pixel depends on, and that centre.
+
+    Float64, random weights and input; the gradient of the sum, over channels and the
+    ``scale x scale`` output pixels that belong to the centre input pixel, of the output. Every
+    sub-pixel position is in the sum, so the support is the union of their fields.
+    """
+    s = model.scale
+    x = torch.rand(
+        1,
+        model.in_channels,
+        side,
+        side,
+        dtype=torch.float64,
+        generator=torch.Generator().manual_seed(100 + seed),
+    ).requires_grad_()
+    centre = side // 2
+    model(x)[0, :, centre * s : (centre + 1) * s, centre * s : (centre + 1) * s].sum().backward()
+    assert x.grad is not None
+    return x.grad[0].abs().sum(dim=0) != 0, centre
+
+
+def _measured_radius(name: str, scale: int, overrides: dict[str, Any], declared: int) -> int:
+    """The largest Chebyshev distance from the centre with a non-zero gradient, over seeds.
+
+    ReLU dead zones can hide the edge of the field for one set of random weights, so a few
+    seeds are tried (stopping once the declared radius is reached). The input leaves four
+    pixels beyond the declared radius on each side, so a field that reaches further shows.
+    """
+    side = 2 * declared + 9
+    radius = -1
+    for seed in SEEDS:
+        spec = srzoo.model_info(name)
+        model = randomize_(spec.build(scale, **overrides), seed=seed).double().eval()
+        support, centre = _gradient_support(model, side, seed)
+        rows, cols = support.nonzero(as_tuple=True)
+        distance = torch.maximum((rows - centre).abs(), (cols - centre).abs())
+        radius = max(radius, int(distance.max()))
+        if radius >= declared:
+            break
+    return radius
+
+
+@pytest.mark.parametrize("config", ["narrow", "tiny"])
+@pytest.mark.parametrize(("name", "scale"), [(n, s) for n, s in ALL_SCALES if n in LOCAL])
+def test_declared_receptive_field_is_the_measured_one(name: str, scale: int, config: str) -> None:
+    # "narrow": the paper's depth, few features; "tiny": the depth overrides of TINY, so the
+    # radius must follow the constructor's arguments.
+    overrides = NARROW[name] if config == "narrow" else TINY[name]
+    declared = srzoo.model_info(name).build(scale, **overrides).receptive_field
+    assert isinstance(declared, int)
+    if config == "narrow":
+        assert declared == _FIELDS[name, scale], "width changed the declared radius"
+    assert _measured_radius(name, scale, overrides, declared) == declared
+
+
+@pytest.mark.parametrize("name", GLOBAL)
+def test_global_networks_see_the_whole_image(name: str) -> None:
+    # A pixel in the middle of a 64x64 image depends on all four corners, for some seed.
+    spec = srzoo.model_info(name)
+    assert spec.build(spec.scale, **NARROW[name]).receptive_field is None
+    for seed in SEEDS:
+        model = randomize_(spec.build(spec.scale, **NARROW[name]), seed=seed).double().eval()
+        support, _ = _gradient_support(model, 64, seed)
+        if all(bool(support[i, j]) for i in (0, -1) for j in (0, -1)):
+            return
+    pytest.fail(f"{name}: the centre's gradient never reaches the corners")
+
+
+def test_every_builtin_model_is_local_or_global() -> None:
+    assert sorted(LOCAL + GLOBAL) == sorted(BUILTIN)
+    assert sorted(NARROW) == sorted(BUILTIN)
+
+
+# --------------------------------------------------------------------------------------------
+# Tiling at the default overlap
+# --------------------------------------------------------------------------------------------
+
+
+def _mostly_unclamped(name: str, scale: int, x: torch.Tensor) -> nn.Module:
+    """The tiny model with the first random weights whose output is mostly inside (0, 1).
+
+    upscale() clamps to [0, 1]; with outputs clamped everywhere, tiled and untiled would agree
+    whatever the overlap.
+    """
+    for seed in range(6):
+        for gain in (0.5, 0.2):
+            model = srzoo.create(name, scale, **TINY[name])
+            model = randomize_(model, seed=seed, gain=gain).double().eval()
+            with torch.no_grad():
+                y = model(x.double())
+            if ((y > 0) & (y < 1)).double().mean() >= 0.4:
+                return model
+    raise AssertionError(f"{name} x{scale}: no random weights give outputs inside (0, 1)")
+
+
+@pytest.mark.parametrize(("name", "scale"), [(n, s) for n, s in ALL_SCALES if n in LOCAL])
+def test_tiles_at_the_default_overlap_reproduce_the_whole_image(name: str, scale: int) -> None:
+    field = srzoo.create(name, scale, **TINY[name]).receptive_field
+    assert isinstance(field, int)
+    tile = 2 * field + 1  # room for the default overlap (the radius) around a one-pixel core
+    height, width = max(40, tile + 8), max(37, tile + 5)  # at least two tiles each way
+    x = torch.rand(_channels(name), height, width, generator=torch.Generator().manual_seed(7))
+    model = _mostly_unclamped(name, scale, x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a local network is tiled without a warning
+        whole = srzoo.upscale(model, x, tile=None)
+        tiled = srzoo.upscale(model, x, tile=tile)
+    assert tiled.shape == whole.shape == (x.shape[0], height * scale, width * scale)
+    # float64 inside the network: the tiles equal the whole image to the last float32 bit here;
+    # the tolerance leaves room for one rounding step on another BLAS.
+    torch.testing.assert_close(tiled, whole, atol=1e-7, rtol=0)
+
+
+@pytest.mark.parametrize("name", GLOBAL)
+def test_tiling_a_global_network_warns_once(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The warning is given once per model name and process: start from a process that has
+    # given none.
+    monkeypatch.setattr(srzoo.inference, "_WARNED", set())
+    model = randomize_(srzoo.create(name, 2, **TINY[name])).eval()
+    x = torch.rand(3, 40, 37, generator=torch.Generator().manual_seed(7))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        srzoo.upscale(model, x, tile=None)  # one piece: nothing to warn about
+    with pytest.warns(srzoo.TilingWarning) as record:
+        srzoo.upscale(model, x, tile=16)
+        srzoo.upscale(model, x, tile=16)
+    warned = [w for w in record if issubclass(w.category, srzoo.TilingWarning)]
+    assert len(warned) == 1, [str(w.message) for w in warned]
+    assert name in str(warned[0].message)
 
 
 # --------------------------------------------------------------------------------------------

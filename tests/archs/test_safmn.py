@@ -38,7 +38,7 @@ def test_parameter_counts_match_spandrel(scale: int) -> None:
 
 
 def test_bad_widths_are_refused_with_a_reason() -> None:
-    with pytest.raises(ValueError, match="multiple of n_levels"):
+    with pytest.raises(srzoo.ArgumentError, match="multiple of n_levels"):
         srzoo.create("safmn", 4, dim=10)
 
 

@@ -39,7 +39,7 @@ def test_parameter_count_of_the_paper_configuration(scale: int) -> None:
 
 def test_rgb_input_is_refused_with_a_clear_message() -> None:
     model = srzoo.create("srcnn", 2, **TINY["srcnn"]).eval()
-    with pytest.raises(ValueError, match="Y channel"):
+    with pytest.raises(srzoo.ArgumentError, match="Y channel"):
         model(torch.rand(1, 3, 8, 8))
 
 
