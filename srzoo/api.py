@@ -22,10 +22,10 @@ from .hub import resolve_pretrained
 from .registry import ModelSpec, StateDict, as_scale, find_weights, get_spec
 from .weights import (
     PICKLE_SUFFIXES,
+    file_sha256,
     load_registered_weights,
     read_state_dict,
     registered_weights,
-    sha256_file,
 )
 
 __all__ = [
@@ -327,12 +327,11 @@ def _check_not_another_checkpoint(spec: ModelSpec, scale: int, path: Path) -> No
 
     Some families have tensors of the same shapes at every scale (FSRCNN, SRCNN and VDSR, whose
     scale lives only in the training data): their weights would load and upscale to garbage.
-    The file's sha256 tells. The digest is kept per (path, size, mtime), so a file is hashed
-    once per process.
+    The file's sha256 tells (hashed once per process while the file is unchanged).
     """
     if not path.is_file():
         return  # read_state_dict names the problem
-    matches = find_weights(_file_digest(path))
+    matches = find_weights(file_sha256(path))
     if not matches or any(m.name == spec.name and w.scale == scale for m, w in matches):
         return
     model, ws = matches[0]
@@ -342,18 +341,6 @@ def _check_not_another_checkpoint(spec: ModelSpec, scale: int, path: Path) -> No
         f"{spec.name!r} at x{scale}: it would load and upscale wrongly. Load it with "
         f"srzoo.load({model.name!r}, scale={ws.scale}, weights=...)."
     )
-
-
-_DIGESTS: dict[tuple[str, int, int, int], str] = {}
-
-
-def _file_digest(path: Path) -> str:
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
-    digest = _DIGESTS.get(key)
-    if digest is None:
-        digest = _DIGESTS[key] = sha256_file(path)
-    return digest
 
 
 def load_weights_into(

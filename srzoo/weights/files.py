@@ -31,6 +31,7 @@ __all__ = [
     "CheckpointFormat",
     "StateDict",
     "checkpoint_format",
+    "file_sha256",
     "read_state_dict",
     "save_safetensors_atomic",
     "sha256_file",
@@ -72,6 +73,33 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         while chunk := f.read(_CHUNK):
             h.update(chunk)
     return h.hexdigest()
+
+
+_DIGESTS: dict[tuple[str, int, int, int], str] = {}
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """:func:`sha256_file`, remembered for this process while the file's identity, size and
+    modification time stay the same: a file is hashed once however often it is loaded, and any
+    write to it (which moves its mtime) makes it hashed again.
+
+    Args:
+        path: The file.
+
+    Returns:
+        64 lowercase hex digits.
+
+    Example:
+        >>> file_sha256("edsr_x4-4f62e9ef.pt")[:8]
+        '4f62e9ef'
+    """
+    p = Path(path)
+    st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    digest = _DIGESTS.get(key)
+    if digest is None:
+        digest = _DIGESTS[key] = sha256_file(p)
+    return digest
 
 
 def checkpoint_format(path: str | os.PathLike[str]) -> CheckpointFormat:

@@ -18,6 +18,7 @@ from .cache import cache_home, is_sha256, write_error
 from .files import (
     StateDict,
     checkpoint_format,
+    file_sha256,
     read_state_dict,
     save_safetensors_atomic,
     sha256_file,
@@ -158,7 +159,7 @@ def _verified(
 ) -> tuple[Path, str]:
     """``path`` hashed now, with its digest: a cache entry found damaged is fetched again
     (once), so a flipped byte on the disk never reaches a model."""
-    digest = sha256_file(path)
+    digest = file_sha256(path)
     expected = spec.sha256 or recorded
     if expected is None or digest == expected:
         return path, digest
@@ -200,7 +201,7 @@ def _read_converted(target: Path) -> StateDict | None:
     if not target.is_file():
         return None
     recorded = _recorded_digest(target)
-    if recorded is not None and sha256_file(target) == recorded:
+    if recorded is not None and file_sha256(target) == recorded:
         try:
             return read_state_dict(target)
         except WeightsError:
