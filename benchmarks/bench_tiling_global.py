@@ -12,7 +12,7 @@ checkpoints when ``../shared/checkpoints`` is present.
 
 Usage::
 
-    python benchmarks/bench_tiling_global.py [--scale 4] [--tiles 48 96 192]
+    python benchmarks/bench_tiling_global.py [--scale 4] [--tiles 48 64 128]
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def _models(scale: int) -> dict[str, torch.nn.Module]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=int, default=4)
-    parser.add_argument("--tiles", type=int, nargs="+", default=[48, 96, 192])
+    parser.add_argument("--tiles", type=int, nargs="+", default=[48, 64, 128])
     args = parser.parse_args()
     torch.set_num_threads(2)
     hr_dir = SHARED / "data" / "benchmark" / "Set14" / "HR"

@@ -335,7 +335,9 @@ def _default_overlap(field: int | str | None, tile: TileArg, multiple: int) -> i
     else:
         overlap = _GLOBAL_OVERLAP if field == "global" else _UNKNOWN_OVERLAP
     if isinstance(tile, int) and not isinstance(tile, bool) and tile >= 1:
-        overlap = min(overlap, max_overlap(tile, multiple))
+        # At most a quarter of the tile, so that the kept core is at least half its side: an
+        # overlap near tile / 2 would leave cores of a pixel or two and thousands of windows.
+        overlap = min(overlap, tile // 4, max_overlap(tile, multiple))
     return overlap
 
 
@@ -584,8 +586,8 @@ def upscale(
             and the work continues.
         overlap: Context pixels around each tile. Default: the network's receptive-field
             radius (``model.receptive_field``; exact tiles) up to 64, 32 for networks with
-            global operations, 16 for modules that do not declare one; in each case no more
-            than ``tile`` allows.
+            global operations, 16 for modules that do not declare one; in each case at most a
+            quarter of ``tile``, so that each tile keeps at least half its side.
         batch_size: Tiles per forward pass.
         device: Device to run on (default: the model's). A module on another device or dtype
             is copied, not changed.

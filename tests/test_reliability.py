@@ -64,7 +64,6 @@ def test_evaluate_and_the_command_refuse_non_finite_output(tmp_path: Path) -> No
     with pytest.raises(srzoo.NonFiniteOutputError):
         srzoo.evaluate(_nan_model(), hr, scale=2)
     weights = tmp_path / "nan.safetensors"
-    save_file({k: v.contiguous() for k, v in _nan_model().state_dict().items()}, weights)
     out = tmp_path / "out"
     # Command-line models take no constructor overrides: a full-size NaN EDSR-baseline.
     full = srzoo.create("edsr-baseline", 2)
