@@ -929,3 +929,17 @@ def test_registered_checkpoint_of_another_model_or_scale_is_refused(
     # Same tensor shapes, another model: refused, naming the right one.
     with pytest.raises(WeightsError, match=r"'t-owner' at x2.*srzoo.load\('t-owner', scale=2"):
         srzoo.load("edsr-baseline", 2, weights=path, **TINY)
+
+
+def test_a_safetensors_header_that_looks_like_a_pickle_is_safetensors(tmp_path: Path) -> None:
+    # A 640-byte header's length starts with 0x80 0x02, the opening of a pickle.
+    path = tmp_path / "w.safetensors"
+    for pad in range(800):
+        save_file({"x": torch.zeros(1)}, path, metadata={"pad": "p" * pad})
+        data = path.read_bytes()
+        if data[:2] == b"\x80\x02":
+            break
+    else:
+        pytest.skip("no padding gave a header length starting with 0x80 0x02")
+    assert sw.checkpoint_format(path) == "safetensors"
+    assert torch.equal(sw.read_state_dict(path)["x"], torch.zeros(1))

@@ -135,13 +135,15 @@ def checkpoint_format(path: str | os.PathLike[str]) -> CheckpointFormat:
         raise WeightsError(f"{p} is empty, not a checkpoint. Delete it and download it again.")
     if head.startswith(b"PK\x03\x04"):
         return "zip"
-    # Legacy torch.save: a pickle (protocol 2 or later) of its magic number.
-    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
-        return "pickle"
+    # Safetensors before pickle: a header length such as 640 starts with the bytes 0x80 0x02,
+    # which also open a pickle; a pickle never has a plausible length followed by "{".
     if len(head) >= 9:
         (header_len,) = struct.unpack("<Q", head[:8])
         if 2 <= header_len <= min(_MAX_SAFETENSORS_HEADER, size - 8) and head[8:9] == b"{":
             return "safetensors"
+    # Legacy torch.save: a pickle (protocol 2 or later) of its magic number.
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "pickle"
     lowered = head.lstrip().lower()
     if lowered.startswith((b"<!doctype", b"<html", b"<?xml", b"<head", b"{")):
         what = "a text or HTML page (often an error page saved in its place)"
