@@ -94,13 +94,18 @@ class Window:
     core: tuple[int, int, int, int]
 
 
-def plan_axis(length: int, tile: int, overlap: int) -> list[tuple[int, int, int]]:
+def plan_axis(
+    length: int, tile: int, overlap: int, multiple: int = 1
+) -> list[tuple[int, int, int]]:
     """Split one axis into windows of ``tile`` pixels whose cores partition the axis.
 
     Args:
         length: Size of the axis.
         tile: Window size; at least ``2 * overlap + 1`` unless it covers the whole axis.
         overlap: Context each window keeps beyond its core, on sides inside the axis.
+        multiple: Windows start on multiples of this, so that a network that folds blocks of
+            pixels together (pixel-unshuffle) sees each tile on the same grid as the image
+            (all windows do when ``length`` is a multiple too).
 
     Returns:
         ``(window_start, core_start, core_stop)`` per window; every window is
@@ -129,6 +134,11 @@ def plan_axis(length: int, tile: int, overlap: int) -> list[tuple[int, int, int]
             # The rest fits in this window's right context: no window needed for a sliver.
             core_stop = length
         window_start = min(max(core_start - overlap, 0), length - tile)
+        aligned = window_start - window_start % multiple
+        if aligned + tile >= min(core_stop, length) and aligned + tile - overlap > core_start:
+            # On the image's grid; only a last window that must end at a length which is not a
+            # multiple itself stays where it is (the network pads such an image anyway).
+            window_start = aligned
         if window_start + tile < min(core_stop + overlap, length):
             core_stop = window_start + tile - overlap
         spans.append((window_start, core_start, core_stop))
@@ -137,7 +147,7 @@ def plan_axis(length: int, tile: int, overlap: int) -> list[tuple[int, int, int]
 
 
 def plan_windows(
-    batch: int, height: int, width: int, tile: int | None, overlap: int
+    batch: int, height: int, width: int, tile: int | None, overlap: int, multiple: int = 1
 ) -> list[Window]:
     """All windows of a batch of images, image by image, row by row.
 
@@ -147,6 +157,7 @@ def plan_windows(
         width: Image width.
         tile: Window side, or ``None`` for one window per image.
         overlap: Context kept around each core.
+        multiple: Windows start on multiples of this (see :func:`plan_axis`).
 
     Returns:
         The windows; their cores partition every image.
@@ -156,8 +167,8 @@ def plan_windows(
         8
     """
     side = max(height, width) if tile is None else tile
-    rows = plan_axis(height, side, overlap)
-    cols = plan_axis(width, side, overlap)
+    rows = plan_axis(height, side, overlap, multiple)
+    cols = plan_axis(width, side, overlap, multiple)
     return [
         Window(n, wy, wx, min(side, height), min(side, width), (cy0, cy1, cx0, cx1))
         for n in range(batch)
@@ -513,7 +524,7 @@ def tiled_forward(
     bar = progress_bar(progress, total=0, desc=desc, unit="tile")
     try:
         while True:
-            windows = plan_windows(n, height, width, side, overlap)
+            windows = plan_windows(n, height, width, side, overlap, size_multiple)
             if on_split is not None and len(windows) > n:
                 on_split(len(windows) // n)
             bar.reset(len(windows))
