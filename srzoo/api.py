@@ -6,6 +6,8 @@ name -> :class:`~srzoo.registry.ModelSpec` -> module (built on the meta device w
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -17,9 +19,23 @@ from torch.overrides import TorchFunctionMode
 
 from ._util import resolve_device, resolve_dtype
 from .contract import Fusable, ModelConfig, set_model_config
-from .errors import IncompatibleWeightsError, UnsupportedScaleError, WeightsError
+from .errors import (
+    ArgumentError,
+    ArgumentTypeError,
+    IncompatibleWeightsError,
+    UnsupportedScaleError,
+    WeightsError,
+)
 from .hub import resolve_pretrained
-from .registry import ModelSpec, StateDict, as_scale, find_weights, get_spec
+from .registry import (
+    ModelSpec,
+    StateDict,
+    WeightSpec,
+    as_scale,
+    blend_options,
+    find_weights,
+    get_spec,
+)
 from .weights import (
     PICKLE_SUFFIXES,
     file_sha256,
@@ -109,7 +125,11 @@ def load(
         fuse: Fold re-parameterisable training branches into plain convolutions for
             inference (networks with a ``fuse()`` method, such as SPAN). Outputs are unchanged
             (to 1e-5); ``model.train()`` returns to the training branches.
-        **overrides: Constructor arguments replacing the variant's defaults.
+        **overrides: Constructor arguments replacing the variant's defaults, and any load
+            option the model's registered weights declare (a
+            :class:`~srzoo.registry.WeightBlend`, such as ``denoise_strength=0.5`` for
+            ``"realesr-general-x4v3"``: a number in [0, 1] that interpolates the registered
+            weights with another registered checkpoint, both fetched and verified).
 
     Returns:
         The module in eval mode, on ``device`` in ``dtype``.
@@ -117,26 +137,40 @@ def load(
     Raises:
         UnknownModelError: ``name`` is not registered.
         UnsupportedScaleError: ``scale`` is not supported.
+        ArgumentError: A blend option out of [0, 1], on a model or weights without it, or
+            with weights it cannot apply to (``None``, a local file, a saved folder).
         WeightsError: The weights cannot be found or read.
         IncompatibleWeightsError: The weights do not fit the module.
 
     Example:
         >>> model = srzoo.load("edsr", scale=4, weights="edsr_x4-4f62e9ef.pt")
+        >>> model = srzoo.load("realesr-general-x4v3", denoise_strength=0.5)
         >>> model = srzoo.load("rcan", scale=2, weights=None, device="cuda")
         >>> model = srzoo.load("hf-hub:someone/my-edsr@v1")
     """
     resolve_device(device)  # a device this machine lacks fails before anything is read
     dtype = resolve_dtype(dtype)
+    known = blend_options()
+    blend = {k: overrides.pop(k) for k in list(overrides) if k in known}
     if name.startswith(("local-dir:", "hf-hub:")):
+        if blend:
+            option = next(iter(blend))
+            raise ArgumentError(
+                f"{option}= applies to registered weights, not to the saved folder {name}: its "
+                "weights are loaded as saved. Load the registered model by name to blend."
+            )
         model = _load_pretrained_folder(name, scale, weights, strict, progress, overrides)
         return _finish(model, device, dtype, channels_last, fuse)
     spec = get_spec(name)
     s = spec.resolve_scale(scale)
-    if weights is None:
+    if blend:
+        state, source = _blended_weights(spec, s, weights, blend, known, progress=progress)
+    elif weights is None:
         model = spec.build(s, **overrides)
         _remember(model, spec, s, overrides)
         return _finish(model, device, dtype, channels_last, fuse)
-    state, source = _resolve_weights(spec, s, weights, progress=progress)
+    else:
+        state, source = _resolve_weights(spec, s, weights, progress=progress)
     model = load_weights_into(
         spec,
         s,
@@ -320,6 +354,81 @@ def _resolve_weights(
         ),
     )
     return load_registered_weights(ws, model=spec.name, progress=progress), ws.source
+
+
+def _blended_weights(
+    spec: ModelSpec,
+    scale: int,
+    weights: WeightsArg,
+    blend: dict[str, Any],
+    known: Mapping[str, list[str]],
+    *,
+    progress: bool | None,
+) -> tuple[StateDict, str]:
+    """The registered weights interpolated with another registered checkpoint, as a load
+    option (:class:`~srzoo.registry.WeightBlend`) asks; the source string records the option."""
+    option, value = next(iter(blend.items()))
+    if len(blend) > 1:
+        raise ArgumentError(
+            f"pass one weight-blending option at a time, got {', '.join(sorted(blend))}"
+        )
+    declared = [w for w in spec.weights if w.scale == scale and w.blend is not None]
+    if not any(w.blend is not None and w.blend.option == option for w in declared):
+        owners = ", ".join(repr(n) for n in known[option])
+        raise ArgumentError(
+            f"{spec.name!r} at x{scale} has no {option}= option (it belongs to {owners}); "
+            f"leave it out, or load one of those models."
+        )
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ArgumentTypeError(
+            f"{option} must be a number in [0, 1], got {value!r} ({type(value).__name__})"
+        )
+    strength = float(value)
+    if not (math.isfinite(strength) and 0.0 <= strength <= 1.0):
+        raise ArgumentError(f"{option} must be in [0, 1], got {value!r}")
+    if weights is None or not isinstance(weights, str) or _is_path(weights):
+        raise ArgumentError(
+            f"{option}= blends {spec.name!r}'s registered weights and cannot apply to "
+            f"weights={weights!r}; leave weights out (or pass weights='default')."
+        )
+    base = registered_weights(spec, scale, weights, advice=".")
+    if base.blend is None or base.blend.option != option:
+        raise ArgumentError(
+            f"{option}= applies to {spec.name!r}'s weights tagged "
+            f"{', '.join(repr(w.tag) for w in declared if w.blend and w.blend.option == option)}"
+            f", not to weights={weights!r}."
+        )
+    state = load_registered_weights(base, model=spec.name, progress=progress)
+    if strength == 1.0:
+        # As the authors' script: the weights alone, the other checkpoint is not even read.
+        return state, f"{base.source} ({option}={strength:g}: these weights alone)"
+    other: WeightSpec = registered_weights(spec, scale, base.blend.other, advice=".")
+    second = load_registered_weights(other, model=spec.name, progress=progress)
+    return _interpolate(state, second, strength, option, base, other), (
+        f"{option}={strength:g}: {strength:g} x {base.source} + {1 - strength:g} x {other.source}"
+    )
+
+
+def _interpolate(
+    first: StateDict,
+    second: StateDict,
+    t: float,
+    option: str,
+    base: WeightSpec,
+    other: WeightSpec,
+) -> StateDict:
+    """``t * first + (1 - t) * second`` for every floating-point tensor."""
+    differ = sorted(set(first) ^ set(second)) + sorted(
+        k for k in first.keys() & second.keys() if first[k].shape != second[k].shape
+    )
+    if differ:
+        raise WeightsError(
+            f"{option}= cannot blend {base.source} with {other.source}: their tensors differ "
+            f"({', '.join(differ[:3])}). The registry entry pairs checkpoints that do not match."
+        )
+    return {
+        k: t * v + (1 - t) * second[k] if v.is_floating_point() else v for k, v in first.items()
+    }
 
 
 def _check_not_another_checkpoint(spec: ModelSpec, scale: int, path: Path) -> None:

@@ -26,8 +26,10 @@ __all__ = [
     "Paper",
     "ReportedMetric",
     "StateDict",
+    "WeightBlend",
     "WeightSpec",
     "as_scale",
+    "blend_options",
     "find_weights",
     "get_spec",
     "list_models",
@@ -146,6 +148,25 @@ def set5_set14(
 
 
 @dataclass(frozen=True)
+class WeightBlend:
+    """A load option that interpolates a checkpoint with another registered one.
+
+    ``srzoo.load(name, **{option: t})`` with ``t`` in [0, 1] loads, for every tensor,
+    ``t * these_weights + (1 - t) * other_weights`` (deep network interpolation); ``t = 1`` is
+    these weights alone, and the other checkpoint is then not fetched.
+
+    Args:
+        option: The keyword argument of :func:`srzoo.load`, e.g. ``"denoise_strength"``.
+        other: Tag of the other checkpoint, registered for the same model and scale.
+        description: What the option does, for listings.
+    """
+
+    option: str
+    other: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class WeightSpec:
     """One pretrained checkpoint for one scale of a model.
 
@@ -162,6 +183,8 @@ class WeightSpec:
         license: Licence of the weights themselves.
         metrics: Numbers the authors report for these weights.
         sha256_note: Why ``sha256`` is missing, or how it was obtained.
+        blend: A load option that interpolates these weights with another registered
+            checkpoint (see :class:`WeightBlend`).
     """
 
     scale: int
@@ -174,6 +197,7 @@ class WeightSpec:
     license: str = "unknown"
     metrics: tuple[ReportedMetric, ...] = ()
     sha256_note: str = ""
+    blend: WeightBlend | None = None
 
 
 @dataclass(frozen=True)
@@ -221,6 +245,13 @@ class ModelSpec:
             if w.scale not in self.scales:
                 raise ArgumentError(
                     f"model {self.name!r}: weights for unsupported scale x{w.scale}"
+                )
+            if w.blend is not None and not any(
+                o.scale == w.scale and o.tag == w.blend.other and o is not w for o in self.weights
+            ):
+                raise ArgumentError(
+                    f"model {self.name!r}: the {w.blend.option!r} option of its x{w.scale} "
+                    f"weights names tag {w.blend.other!r}, which is not registered at x{w.scale}"
                 )
 
     @property
@@ -406,6 +437,24 @@ def find_weights(sha256: str) -> list[tuple[ModelSpec, WeightSpec]]:
     _ensure_builtin()
     digest = sha256.lower()
     return [(spec, w) for spec in _REGISTRY.values() for w in spec.weights if w.sha256 == digest]
+
+
+def blend_options() -> dict[str, list[str]]:
+    """The load options that blend registered weights, with the models that declare each.
+
+    Returns:
+        ``{option: [model names]}``, e.g. ``{"denoise_strength": ["realesr-general-x4v3"]}``.
+
+    Example:
+        >>> blend_options()["denoise_strength"]
+        ['realesr-general-x4v3']
+    """
+    _ensure_builtin()
+    options: dict[str, list[str]] = {}
+    for spec in _REGISTRY.values():
+        for option in dict.fromkeys(w.blend.option for w in spec.weights if w.blend is not None):
+            options.setdefault(option, []).append(spec.name)
+    return options
 
 
 def model_info(name: str) -> ModelSpec:

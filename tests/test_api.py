@@ -33,7 +33,7 @@ def test_list_models_and_patterns() -> None:
     assert {"edsr", "edsr-baseline", "msrresnet", "rcan", "srresnet"} <= set(names)
     assert srzoo.list_models("edsr*") == ["edsr", "edsr-baseline"]
     assert srzoo.list_models("*rcan*") == ["rcan"]
-    assert srzoo.list_models(family="srresnet") == ["msrresnet", "srresnet"]
+    assert srzoo.list_models(family="srresnet") == ["msrresnet", "srgan", "srresnet"]
 
 
 def test_model_info_is_typed_and_complete() -> None:

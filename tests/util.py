@@ -207,7 +207,11 @@ TINY: dict[str, dict[str, Any]] = {
     "edsr": {"n_resblocks": 2, "n_feats": 16},
     "edsr-baseline": {"n_resblocks": 2, "n_feats": 16},
     "rcan": {"n_resgroups": 2, "n_resblocks": 2, "n_feats": 16, "reduction": 2},
+    "rdn": {"g0": 8, "n_blocks": 2, "n_layers": 2, "growth": 4},
+    "mdsr": {"n_resblocks": 2, "n_feats": 8},
+    "srdensenet": {"n_blocks": 2, "n_layers": 2, "growth": 4, "bottleneck": 8},
     "srresnet": {"channels": 16, "num_blocks": 2},
+    "srgan": {"channels": 16, "num_blocks": 2},
     "msrresnet": {"num_feat": 16, "num_block": 2},
     "carn": {"n_feats": 8},
     "carn-m": {"n_feats": 8},  # group 4 from the variant's defaults: two channels per group
@@ -222,6 +226,22 @@ TINY: dict[str, dict[str, Any]] = {
     "pan": {"nf": 8, "unf": 4, "nb": 2},
     "safmn": {"dim": 8, "n_blocks": 2},
     "span": {"feature_channels": 8},
+    "esrgan": {"num_feat": 8, "num_block": 1, "num_grow_ch": 4},
+    "esrgan-psnr": {"num_feat": 8, "num_block": 1, "num_grow_ch": 4},
+    "realesrgan-x4plus": {"num_feat": 8, "num_block": 1, "num_grow_ch": 4},
+    "realesrnet-x4plus": {"num_feat": 8, "num_block": 1, "num_grow_ch": 4},
+    "realesrgan-x2plus": {"num_feat": 8, "num_block": 1, "num_grow_ch": 4},
+    "realesrgan-x4plus-anime-6b": {"num_feat": 8, "num_block": 1, "num_grow_ch": 4},
+    "bsrgan": {"num_feat": 8, "num_block": 1, "num_grow_ch": 4},
+    "bsrnet": {"num_feat": 8, "num_block": 1, "num_grow_ch": 4},
+    "realsr-dped": {"num_feat": 8, "num_block": 1, "num_grow_ch": 4},
+    "realsr-df2k": {"num_feat": 8, "num_block": 1, "num_grow_ch": 4},
+    "realsr-df2k-jpeg": {"num_feat": 8, "num_block": 1, "num_grow_ch": 4},
+    "realesr-animevideov3": {"num_feat": 8, "num_conv": 1},
+    "realesr-general-x4v3": {"num_feat": 8, "num_conv": 1},
+    "realesr-general-wdn-x4v3": {"num_feat": 8, "num_conv": 1},
+    "realesrganv2-animevideo-xsx2": {"num_feat": 8, "num_conv": 1},
+    "realesrganv2-animevideo-xsx4": {"num_feat": 8, "num_conv": 1},
 }
 
 
@@ -232,7 +252,11 @@ NARROW: dict[str, dict[str, Any]] = {
     "edsr": {"n_feats": 4},
     "edsr-baseline": {"n_feats": 4},
     "rcan": {"n_feats": 4, "reduction": 4},  # one hidden channel in each channel attention
+    "rdn": {"g0": 4, "growth": 4},
+    "mdsr": {"n_feats": 4},
+    "srdensenet": {"growth": 8, "bottleneck": 8},  # no identity paths: ReLUs need width
     "srresnet": {"channels": 4},
+    "srgan": {"channels": 4},
     "msrresnet": {"num_feat": 4},
     "carn": {"n_feats": 8},
     "carn-m": {"n_feats": 8},  # group 4: two channels per group
@@ -245,4 +269,21 @@ NARROW: dict[str, dict[str, Any]] = {
     "pan": {"nf": 4, "unf": 4},
     "safmn": {"dim": 4},  # one channel per pooling level
     "span": {"feature_channels": 4},
+    # RRDBNet: LeakyReLU keeps every path alive, so one channel suffices.
+    "esrgan": {"num_feat": 1, "num_grow_ch": 1},
+    "esrgan-psnr": {"num_feat": 1, "num_grow_ch": 1},
+    "realesrgan-x4plus": {"num_feat": 1, "num_grow_ch": 1},
+    "realesrnet-x4plus": {"num_feat": 1, "num_grow_ch": 1},
+    "realesrgan-x2plus": {"num_feat": 1, "num_grow_ch": 1},
+    "realesrgan-x4plus-anime-6b": {"num_feat": 1, "num_grow_ch": 1},
+    "bsrgan": {"num_feat": 1, "num_grow_ch": 1},
+    "bsrnet": {"num_feat": 1, "num_grow_ch": 1},
+    "realsr-dped": {"num_feat": 1, "num_grow_ch": 1},
+    "realsr-df2k": {"num_feat": 1, "num_grow_ch": 1},
+    "realsr-df2k-jpeg": {"num_feat": 1, "num_grow_ch": 1},
+    "realesr-animevideov3": {"num_feat": 4},
+    "realesr-general-x4v3": {"num_feat": 4},
+    "realesr-general-wdn-x4v3": {"num_feat": 4},
+    "realesrganv2-animevideo-xsx2": {"num_feat": 4},
+    "realesrganv2-animevideo-xsx4": {"num_feat": 4},
 }

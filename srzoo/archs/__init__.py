@@ -9,20 +9,44 @@ one. See :mod:`srzoo.archs.span`.
 
 from __future__ import annotations
 
-from . import carn, edsr, espcn, fsrcnn, imdn, pan, rcan, rfdn, safmn, span, srcnn, srresnet, vdsr
+from . import (
+    carn,
+    compact,
+    edsr,
+    espcn,
+    esrgan,
+    fsrcnn,
+    imdn,
+    mdsr,
+    pan,
+    rcan,
+    rdn,
+    rfdn,
+    safmn,
+    span,
+    srcnn,
+    srdensenet,
+    srresnet,
+    vdsr,
+)
 
 __all__ = [
     "carn",
+    "compact",
     "edsr",
     "espcn",
+    "esrgan",
     "fsrcnn",
     "imdn",
+    "mdsr",
     "pan",
     "rcan",
+    "rdn",
     "rfdn",
     "safmn",
     "span",
     "srcnn",
+    "srdensenet",
     "srresnet",
     "vdsr",
 ]

@@ -15,6 +15,10 @@ Receptive field (16 blocks): SRResNet's 9x9 and 3x3 convolutions reach 37 low-re
 pixels and its upsampler and 9x9 convolution at high resolution 3 more (40 at every scale);
 MSRResNet's reach 33 and 2 more (35; its bilinear skip reaches one pixel).
 
+``srgan`` is the GAN-trained generator of the paper: the SRResNet network, registered without
+weights. The only GAN-trained SRResNet checkpoint srzoo knows, KAIR's ``msrresnet_x4_gan.pth``
+(``msrresnet``, tag ``gan``), is a different network (no batch norm) and has no published digest.
+
 KAIR's MSRResNet files (``msrresnet_x4_psnr.pth``, ``msrresnet_x4_gan.pth``) are flat state
 dicts in KAIR's keys (``conv_first`` / ``recon_trunk.N`` / ``upconv1`` / ``upconv2`` /
 ``HRconv`` / ``conv_last``), which :func:`convert_msrresnet` maps.
@@ -232,6 +236,20 @@ register_model(
         paper=_SRGAN,
         code_license="Apache-2.0",
         description="SRResNet: 16 residual blocks with batch norm and PReLU",
+        defaults={"channels": 64, "num_blocks": 16},
+    )
+)
+# The GAN-trained generator of the paper: SRResNet's network, trained adversarially.
+register_model(
+    ModelSpec(
+        name="srgan",
+        family="srresnet",
+        builder=SRResNet,
+        scales=(2, 3, 4),
+        paper=_SRGAN,
+        code_license="Apache-2.0",
+        description="SRGAN generator: SRResNet trained with adversarial and VGG losses",
+        task="gan",
         defaults={"channels": 64, "num_blocks": 16},
     )
 )

@@ -253,8 +253,21 @@ def _measured_radius(name: str, scale: int, overrides: dict[str, Any], declared:
     return radius
 
 
-@pytest.mark.parametrize("config", ["narrow", "tiny"])
-@pytest.mark.parametrize(("name", "scale"), [(n, s) for n, s in ALL_SCALES if n in LOCAL])
+# Beyond this radius a gradient through the paper's depth underflows float64 before it reaches
+# the edge of the field (RRDBNet: about 345 low-resolution convolutions, each dense block shrinking
+# the gradient by ~1e-5 at random weights), and the measurement would take minutes. Those networks
+# are measured at their TINY depth, which runs through the same arithmetic of the constructor.
+_MEASURABLE = 128
+MEASURED = [
+    (n, s, config)
+    for n, s in ALL_SCALES
+    if n in LOCAL
+    for config in ("narrow", "tiny")
+    if config == "tiny" or int(_FIELDS[n, s]) <= _MEASURABLE  # type: ignore[call-overload]
+]
+
+
+@pytest.mark.parametrize(("name", "scale", "config"), MEASURED)
 def test_declared_receptive_field_is_the_measured_one(name: str, scale: int, config: str) -> None:
     # "narrow": the paper's depth, few features; "tiny": the depth overrides of TINY, so the
     # radius must follow the constructor's arguments.
@@ -312,6 +325,10 @@ def test_tiles_at_the_default_overlap_reproduce_the_whole_image(name: str, scale
     assert isinstance(field, int)
     tile = 4 * field  # the default overlap (the radius) is capped at a quarter of the tile
     height, width = max(40, tile + 8), max(37, tile + 5)  # at least two tiles each way
+    # A network that folds blocks of pixels (pixel-unshuffle) is exact on images whose sides are
+    # multiples of its block: only then do all tiles lie on the image's grid.
+    multiple = srzoo.model_info(name).size_multiple
+    height, width = -(-height // multiple) * multiple, -(-width // multiple) * multiple
     x = torch.rand(_channels(name), height, width, generator=torch.Generator().manual_seed(7))
     model = _mostly_unclamped(name, scale, x)
     with warnings.catch_warnings():

@@ -73,3 +73,13 @@ def test_msrresnet_loads_kair_layout(tmp_path: Path, scale: int) -> None:
         seed=6,
         size=(7, 8),
     )
+
+
+def test_srgan_is_the_srresnet_network_as_a_gan_model() -> None:
+    srgan, srresnet = srzoo.model_info("srgan"), srzoo.model_info("srresnet")
+    assert srgan.task == "gan" and srgan.family == "srresnet"
+    assert srgan.builder is SRResNet and srgan.defaults == srresnet.defaults
+    assert srgan.paper == srresnet.paper
+    # No GAN-trained SRResNet checkpoint with a published digest is known.
+    assert not srgan.weights
+    assert srgan.num_params(4) == srresnet.num_params(4)
