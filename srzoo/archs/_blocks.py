@@ -139,7 +139,7 @@ def image_forward(
     return checked
 
 
-FieldStep = Literal["conv", "up", "zeros", "bicubic"]
+FieldStep = Literal["conv", "up", "zeros", "bicubic", "fold"]
 """One step of a network's path for :func:`receptive_radius`:
 
 - ``"conv"``: a stride-1, size-keeping layer reaching ``n`` pixels on each side at the current
@@ -149,7 +149,9 @@ FieldStep = Literal["conv", "up", "zeros", "bicubic"]
 - ``"zeros"``: enlargement by ``n`` that puts input pixel ``i`` at ``n * i`` and zeros between
   (the input side of a transposed convolution of stride ``n``, whose kernel follows as a
   ``"conv"``);
-- ``"bicubic"``: MATLAB's bicubic enlargement by ``n`` (:func:`matlab_bicubic_upsample`).
+- ``"bicubic"``: MATLAB's bicubic enlargement by ``n`` (:func:`matlab_bicubic_upsample`);
+- ``"fold"``: ``pixel_unshuffle`` by ``n``: output pixel ``q`` holds input pixels
+  ``n * q .. n * q + n - 1``.
 """
 
 
@@ -175,23 +177,31 @@ def receptive_radius(steps: Sequence[tuple[FieldStep, int]]) -> int:
         >>> receptive_radius([("conv", 1), ("up", 4), ("conv", 1)])
         2
     """
-    factor = math.prod(n for kind, n in steps if kind != "conv")
+    period = math.prod(n for kind, n in steps if kind == "fold")
+    factor, rest = divmod(math.prod(n for kind, n in steps if kind not in ("conv", "fold")), period)
+    if rest:
+        raise ArgumentError(f"the steps {steps} do not enlarge by a whole factor")
     radius = 0
-    for phase in range(factor):
-        lo = hi = phase  # the output pixels of input pixel 0 are 0 .. factor - 1
-        for kind, n in reversed(steps):
-            if kind == "conv":
-                lo, hi = lo - n, hi + n
-            elif kind == "up":
-                lo, hi = lo // n, hi // n
-            elif kind == "zeros":
-                lo, hi = -(-lo // n), hi // n
-            elif n > 1:  # bicubic: output pixel n*i + j samples i + (j + 0.5) / n - 0.5
-                # Taps at i - 2 .. i + 2 weigh zero at distance 2 and beyond, so a sample left
-                # of pixel i reaches i - 2 .. i + 1, right of it i - 1 .. i + 2.
-                lo = lo // n - (2 if 2 * (lo % n) + 1 < n else 1)
-                hi = hi // n + (2 if 2 * (hi % n) + 1 > n else 1)
-        radius = max(radius, -lo, hi)
+    # Input pixel c owns output pixels c * factor .. c * factor + factor - 1; with folds, the
+    # pixels of one period (one cell of the fold) are placed differently within it.
+    for c in range(period):
+        for phase in range(c * factor, (c + 1) * factor):
+            lo = hi = phase
+            for kind, n in reversed(steps):
+                if kind == "conv":
+                    lo, hi = lo - n, hi + n
+                elif kind == "up":
+                    lo, hi = lo // n, hi // n
+                elif kind == "zeros":
+                    lo, hi = -(-lo // n), hi // n
+                elif kind == "fold":
+                    lo, hi = n * lo, n * hi + n - 1
+                elif n > 1:  # bicubic: output pixel n*i + j samples i + (j + 0.5) / n - 0.5
+                    # Taps at i - 2 .. i + 2 weigh zero at distance 2 and beyond, so a sample
+                    # left of pixel i reaches i - 2 .. i + 1, right of it i - 1 .. i + 2.
+                    lo = lo // n - (2 if 2 * (lo % n) + 1 < n else 1)
+                    hi = hi // n + (2 if 2 * (hi % n) + 1 > n else 1)
+            radius = max(radius, c - lo, hi - c)
     return radius
 
 

@@ -111,27 +111,6 @@ class RRDB(nn.Module):
         return self.rdb3(self.rdb2(self.rdb1(x))) * _RES_SCALE + x
 
 
-def _unshuffled_radius(fold: int, scale: int, steps: list[tuple[FieldStep, int]]) -> int:
-    """The radius, in input pixels, of ``steps`` run on a ``pixel_unshuffle(x, fold)`` input.
-
-    Input pixel ``c`` lies in cell ``c // fold`` at offset ``c % fold``; its ``scale`` output
-    pixels are the sub-pixel positions ``(c % fold) * scale ...`` of that cell's output, each
-    of which reaches its own span of cells (followed back through ``steps``: stride-1 layers
-    and enlargements only). Cell ``q`` covers input pixels ``fold * q ... fold * q + fold - 1``.
-    """
-    radius = 0
-    for offset in range(fold):
-        for phase in range(offset * scale, (offset + 1) * scale):
-            lo = hi = phase
-            for kind, n in reversed(steps):
-                if kind == "conv":
-                    lo, hi = lo - n, hi + n
-                else:  # "up": output pixel p copies input pixel p // n
-                    lo, hi = lo // n, hi // n
-            radius = max(radius, offset - fold * lo, fold * hi + fold - 1 - offset)
-    return radius
-
-
 class RRDBNet(nn.Module):
     """The ESRGAN generator: RRDB blocks at low resolution, nearest-neighbour upsampling.
 
@@ -196,13 +175,11 @@ class RRDBNet(nn.Module):
         self.conv_hr = conv3x3(num_feat, num_feat)
         self.conv_last = conv3x3(num_feat, out_channels)
 
-        steps: list[tuple[FieldStep, int]] = [("conv", 1 + 15 * num_block + 1)]
+        steps: list[tuple[FieldStep, int]] = [("fold", fold), ("conv", 1 + 15 * num_block + 1)]
         for _ in range(n_up):
             steps += [("up", 2), ("conv", 1)]
         steps += [("conv", 1), ("conv", 1)]
-        self.receptive_field: int = (
-            receptive_radius(steps) if fold == 1 else _unshuffled_radius(fold, scale, steps)
-        )
+        self.receptive_field: int = receptive_radius(steps)
 
     @image_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
