@@ -242,6 +242,11 @@ TINY: dict[str, dict[str, Any]] = {
     "realesr-general-wdn-x4v3": {"num_feat": 8, "num_conv": 1},
     "realesrganv2-animevideo-xsx2": {"num_feat": 8, "num_conv": 1},
     "realesrganv2-animevideo-xsx4": {"num_feat": 8, "num_conv": 1},
+    # TINY:swinir
+    # TINY:swin2sr
+    # TINY:hat
+    # TINY:dat
+    # TINY:detect
 }
 
 
@@ -286,4 +291,9 @@ NARROW: dict[str, dict[str, Any]] = {
     "realesr-general-wdn-x4v3": {"num_feat": 4},
     "realesrganv2-animevideo-xsx2": {"num_feat": 4},
     "realesrganv2-animevideo-xsx4": {"num_feat": 4},
+    # NARROW:swinir
+    # NARROW:swin2sr
+    # NARROW:hat
+    # NARROW:dat
+    # NARROW:detect
 }

@@ -1,0 +1,172 @@
+"""Window attention pieces shared by the Swin-style families (SwinIR, Swin2SR, HAT, DAT, ...).
+
+Everything here is a tensor operation on the input's device and dtype, with shapes computed from
+Python integers, so ``torch.compile(fullgraph=True)`` captures it. The masks and index tables
+that depend only on a shape are cached per (shape, device, dtype) in eager mode; under
+``torch.compile`` they are computed in the graph instead, where the compiler folds them.
+
+Layouts follow the Swin Transformer code the families descend from: tokens as ``(B, H, W, C)``,
+windows as ``(B * num_windows, window * window, C)`` in row-major window order.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+
+__all__ = [
+    "MASK_VALUE",
+    "pad_to_multiple",
+    "reflect_pad",
+    "relative_position_index",
+    "shift_mask",
+    "window_partition",
+    "window_reverse",
+]
+
+# The value the Swin code adds to the logits of token pairs from different regions of a shifted
+# window. Kept (rather than -inf) so that the softmax is the reference's to the last bit.
+MASK_VALUE = -100.0
+
+
+def _reflect_indices(n: int, pad: int, device: torch.device) -> torch.Tensor:
+    """Indices of ``n`` positions followed by ``pad`` reflected ones (edge not repeated).
+
+    The reflection continues periodically (period ``2n - 2``) where ``pad >= n``, so any size
+    pads; where ``F.pad(mode="reflect")`` accepts the size, the result is the same.
+    """
+    i = torch.arange(n + pad, device=device)
+    if n == 1:
+        return torch.zeros_like(i)
+    period = 2 * n - 2
+    i = i % period
+    return torch.where(i < n, i, period - i)
+
+
+def reflect_pad(x: torch.Tensor, pad_h: int, pad_w: int) -> torch.Tensor:
+    """Reflect-pad ``x`` (``(..., H, W)``) by ``pad_h`` rows at the bottom, ``pad_w`` at the right.
+
+    Equal to ``F.pad(x, (0, pad_w, 0, pad_h), mode="reflect")`` wherever that is defined (pads
+    smaller than the side); beyond it the reflection repeats, so a 1x1 image pads too.
+    """
+    h, w = x.shape[-2], x.shape[-1]
+    if pad_h < h and pad_w < w:
+        return F.pad(x, (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else x
+    rows = _reflect_indices(h, pad_h, x.device)
+    cols = _reflect_indices(w, pad_w, x.device)
+    return x.index_select(-2, rows).index_select(-1, cols)
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Reflect-pad an ``(N, C, H, W)`` tensor at the bottom and right to multiples of ``multiple``.
+
+    The Swin-style restorers pad this way before their windows and crop the output after.
+    """
+    h, w = x.shape[-2], x.shape[-1]
+    return reflect_pad(x, -h % multiple, -w % multiple)
+
+
+def window_partition(x: torch.Tensor, window: int | tuple[int, int]) -> torch.Tensor:
+    """``(B, H, W, C)`` tokens -> ``(B * num_windows, wh * ww, C)`` windows, row-major."""
+    wh, ww = (window, window) if isinstance(window, int) else window
+    return rearrange(x, "b (nh wh) (nw ww) c -> (b nh nw) (wh ww) c", wh=wh, ww=ww)
+
+
+def window_reverse(
+    windows: torch.Tensor, window: int | tuple[int, int], h: int, w: int
+) -> torch.Tensor:
+    """The inverse of :func:`window_partition`: windows -> ``(B, H, W, C)``."""
+    wh, ww = (window, window) if isinstance(window, int) else window
+    return rearrange(
+        windows, "(b nh nw) (wh ww) c -> b (nh wh) (nw ww) c", nh=h // wh, nw=w // ww, wh=wh
+    )
+
+
+def _relative_position_index(wh: int, ww: int, device: torch.device) -> torch.Tensor:
+    ys = torch.arange(wh, device=device).repeat_interleave(ww)
+    xs = torch.arange(ww, device=device).repeat(wh)
+    dy = ys[:, None] - ys[None, :] + wh - 1
+    dx = xs[:, None] - xs[None, :] + ww - 1
+    return dy * (2 * ww - 1) + dx
+
+
+@functools.cache
+def _cached_index(wh: int, ww: int, device: torch.device) -> torch.Tensor:
+    # Built outside inference mode, so a table first made under it also serves training.
+    with torch.inference_mode(False):
+        return _relative_position_index(wh, ww, device)
+
+
+def relative_position_index(window: int | tuple[int, int], device: torch.device) -> torch.Tensor:
+    """Swin's ``(wh*ww, wh*ww)`` index into a ``((2wh-1)(2ww-1), heads)`` bias table.
+
+    Entry ``[i, j]`` names the offset of token ``j`` from token ``i`` of one window, as the
+    Swin code's ``relative_position_index`` buffer does.
+    """
+    wh, ww = (window, window) if isinstance(window, int) else window
+    if torch.compiler.is_compiling():
+        return _relative_position_index(wh, ww, device)
+    return _cached_index(wh, ww, device)
+
+
+def _region_ids(n: int, window: int, shift: int, device: torch.device) -> torch.Tensor:
+    # The Swin code's three slices along one axis: [0, n - window), [n - window, n - shift),
+    # [n - shift, n).
+    i = torch.arange(n, device=device)
+    return (i >= n - window).long() + (i >= n - shift).long()
+
+
+def _shift_mask(
+    h: int,
+    w: int,
+    window: tuple[int, int],
+    shift: tuple[int, int],
+    device: torch.device,
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    wh, ww = window
+    regions = _region_ids(h, wh, shift[0], device)[:, None] * 3 + _region_ids(
+        w, ww, shift[1], device
+    )
+    ids = window_partition(regions[None, :, :, None], window).squeeze(-1)
+    differ = ids[:, None, :] != ids[:, :, None]
+    zero = torch.zeros((), device=device, dtype=dtype)
+    return torch.where(differ, torch.full_like(zero, MASK_VALUE), zero)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_shift_mask(
+    h: int,
+    w: int,
+    window: tuple[int, int],
+    shift: tuple[int, int],
+    device: torch.device,
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    with torch.inference_mode(False):
+        return _shift_mask(h, w, window, shift, device, dtype)
+
+
+def shift_mask(
+    h: int,
+    w: int,
+    window: int | tuple[int, int],
+    shift: int | tuple[int, int],
+    *,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    """The additive attention mask of shifted windows over an ``h x w`` (padded) image.
+
+    Shape ``(num_windows, wh*ww, wh*ww)``: 0 where two tokens of a window came from the same
+    region before the cyclic shift, :data:`MASK_VALUE` where they did not, exactly as the Swin
+    code's ``calculate_mask``. Cached per shape, device and dtype (the last 64 used).
+    """
+    win = (window, window) if isinstance(window, int) else window
+    sh = (shift, shift) if isinstance(shift, int) else shift
+    if torch.compiler.is_compiling():
+        return _shift_mask(h, w, win, sh, device, dtype)
+    return _cached_shift_mask(h, w, win, sh, device, dtype)
