@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from . import contract, metrics
 from ._version import __version__
-from .api import DEFAULT_MODEL, DEFAULT_WEIGHTS, create, load, load_default
+from .api import DEFAULT_MODEL, DEFAULT_WEIGHTS, create, load, load_default, load_file
 from .compare import compare
 from .contract import ModelConfig, SRModel, model_config
+from .detect import detect
 from .errors import (
     ArgumentError,
     ArgumentTypeError,
@@ -32,7 +33,15 @@ from .errors import (
 from .evaluation import EvalResult, evaluate
 from .hub import save_pretrained
 from .inference import upscale
-from .registry import ModelSpec, Paper, ReportedMetric, WeightSpec, list_models, model_info
+from .registry import (
+    Detected,
+    ModelSpec,
+    Paper,
+    ReportedMetric,
+    WeightSpec,
+    list_models,
+    model_info,
+)
 from .registry import register_model as register_model
 from .weights import download
 
@@ -41,6 +50,7 @@ __all__ = [
     "DEFAULT_WEIGHTS",
     "ArgumentError",
     "ArgumentTypeError",
+    "Detected",
     "EvalResult",
     "ImageReadError",
     "IncompatibleWeightsError",
@@ -62,11 +72,13 @@ __all__ = [
     "compare",
     "contract",
     "create",
+    "detect",
     "download",
     "evaluate",
     "list_models",
     "load",
     "load_default",
+    "load_file",
     "metrics",
     "model_config",
     "model_info",

@@ -19,6 +19,7 @@ from torch.overrides import TorchFunctionMode
 
 from ._util import resolve_device, resolve_dtype
 from .contract import Fusable, ModelConfig, set_model_config
+from .detect import at_scale_of, detect, spec_for
 from .errors import (
     ArgumentError,
     ArgumentTypeError,
@@ -50,6 +51,7 @@ __all__ = [
     "create",
     "load",
     "load_default",
+    "load_file",
     "load_weights_into",
 ]
 
@@ -180,6 +182,88 @@ def load(
         dtype=dtype,
         channels_last=channels_last,
         **overrides,
+    )
+    return _finish(model, device, None, False, fuse)
+
+
+def load_file(
+    path: str | os.PathLike[str],
+    scale: int | None = None,
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | str | None = None,
+    strict: bool = True,
+    channels_last: bool = True,
+    fuse: bool = True,
+) -> nn.Module:
+    """Load any checkpoint file srzoo can read, without naming its architecture.
+
+    A file whose sha256 is a registered checkpoint is that checkpoint: it loads as
+    ``load(name, scale, weights=path)`` would, with the facts the registry holds for it. Any
+    other file is read once, recognised from its keys and shapes (:func:`srzoo.detect`), built
+    on the meta device with the detected arguments and filled (through the family's converter
+    where the layout needs one). The module records its configuration as :func:`load` does, so
+    :func:`srzoo.save_pretrained` works on it.
+
+    Args:
+        path: A ``.pth`` / ``.pt`` / ``.safetensors`` (or any other name) checkpoint.
+        scale: For a file that serves several scales (a multi-scale CARN or MDSR file; FSRCNN,
+            SRCNN, VDSR, whose tensors do not fix the scale), the one wanted; ``None`` for the
+            detected or default one. A scale the tensors cannot serve is an error.
+        device: Where to put the model (default: CPU).
+        dtype: Floating-point dtype of the parameters (default: float32).
+        strict: Refuse weights that do not cover every parameter exactly.
+        channels_last: As for :func:`load`.
+        fuse: As for :func:`load`.
+
+    Returns:
+        The module in eval mode, on ``device`` in ``dtype``.
+
+    Raises:
+        WeightsError: The file cannot be read, matches no known architecture (the message
+            names the closest families and the keys each missed), or cannot serve ``scale``.
+        IncompatibleWeightsError: The tensors were recognised but do not all fit (a missing
+            or mis-shaped tensor).
+
+    Example:
+        >>> model = srzoo.load_file("4x-UltraSharp.pth")  # RRDBNet x4, eval mode
+        >>> model = srzoo.load_file("carn_m.pth", scale=2)
+    """
+    resolve_device(device)
+    dtype = resolve_dtype(dtype)
+    p = Path(path).expanduser()
+    s = None if scale is None else as_scale(scale)
+    state = read_state_dict(p)  # names a missing, unreadable or non-checkpoint file
+    matches = find_weights(file_sha256(p))
+    if matches:
+        at = [(m, w) for m, w in matches if s is None or w.scale == s]
+        if not at:
+            served = ", ".join(f"x{w.scale}" for _, w in matches)
+            raise WeightsError(
+                f"{p} is the registered checkpoint of {matches[0][0].name!r} for {served}, "
+                f"not x{s}. Leave the scale out, or pass one of those."
+            )
+        spec, ws = next(((m, w) for m, w in at if w.scale == m.scale), at[0])
+        model = load_weights_into(
+            spec,
+            ws.scale,
+            state,
+            strict=strict,
+            source=str(p),
+            dtype=dtype,
+            channels_last=channels_last,
+        )
+        return _finish(model, device, None, False, fuse)
+    found = at_scale_of(detect(state, source=str(p)), s, str(p))
+    model = load_weights_into(
+        spec_for(found),
+        found.scale,
+        state,
+        strict=strict,
+        source=str(p),
+        dtype=dtype,
+        channels_last=channels_last,
+        **found.model_args,
     )
     return _finish(model, device, None, False, fuse)
 

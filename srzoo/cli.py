@@ -28,7 +28,8 @@ import torch
 
 from ._util import atomic_write, progress_bar, show_progress
 from ._version import __version__
-from .api import load, load_default
+from .api import load, load_default, load_file
+from .detect import detect_file
 from .errors import SrzooError
 from .evaluation import evaluate
 from .image import (
@@ -136,8 +137,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("pattern", nargs="?", help="fnmatch pattern, e.g. 'edsr*'")
     p.add_argument("--pretrained", action="store_true", help="only models with weights")
 
-    p = sub.add_parser("info", help="describe a model: scales, paper, licences, weights")
-    p.add_argument("name")
+    p = sub.add_parser(
+        "info",
+        help="describe a model (scales, paper, licences, weights), or what a checkpoint file is",
+    )
+    p.add_argument("name", help="registered model name, or the path of a checkpoint file")
+    p.add_argument("--scale", type=int, default=None, help="for a file: the scale wanted")
 
     p = sub.add_parser("download", help="download a model's pretrained weights into the cache")
     p.add_argument("name")
@@ -169,7 +174,10 @@ def _parser() -> argparse.ArgumentParser:
         "-m",
         "--model",
         default=None,
-        help="registered model name (default: srzoo's own model, shipped in the package)",
+        help=(
+            "registered model name, or a checkpoint file (its architecture is detected) "
+            "(default: srzoo's own model, shipped in the package)"
+        ),
     )
     p.add_argument("--scale", type=int, default=None, help="upscaling factor (required without -m)")
     p.add_argument("--weights", default=None, help="weights tag or local checkpoint (with -m)")
@@ -307,7 +315,55 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_file_argument(value: str) -> bool:
+    """A model argument that names a checkpoint file rather than a registered model."""
+    if value.startswith(("local-dir:", "hf-hub:")):
+        return False
+    if Path(value).expanduser().is_file():
+        return True
+    return os.sep in value or "/" in value or value.endswith(_CHECKPOINT_SUFFIXES)
+
+
+_CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors", ".bin", ".ckpt")
+
+
+def _info_file(path: str, scale: int | None) -> int:
+    try:
+        found = detect_file(path, scale=scale)
+    except SrzooError as error:
+        _error(_one_line(error))
+        return 2
+    args = ", ".join(f"{k}={v!r}" for k, v in found.model_args.items())
+    rows: list[tuple[str, str]] = [
+        ("file", str(path)),
+        ("family", found.family),
+        ("name", found.name),
+        ("scale", f"x{found.scale}"),
+        ("scales", ", ".join(f"x{s}" for s in found.scales)),
+        ("model_args", args or "(the registered defaults)"),
+        ("layout", found.layout),
+    ]
+    ws = found.weights
+    if ws is not None:
+        tag = "" if ws.tag == "default" else f" [{ws.tag}]"
+        rows += [
+            ("registered", f"{found.name} x{ws.scale}{tag} (sha256 {ws.sha256})"),
+            ("source", ws.source),
+            ("input range", ws.input_range),
+            ("licence", ws.license),
+            ("trained on", ws.train_data),
+        ]
+    else:
+        rows.append(("registered", "no (detected from its keys and shapes)"))
+    for key, value in rows:
+        if value:
+            print(f"{key + ':':<15}{value}")
+    return 0
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
+    if _is_file_argument(args.name):
+        return _info_file(args.name, args.scale)
     try:
         spec = get_spec(args.name)
     except SrzooError as error:
@@ -625,6 +681,14 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
     try:
         if args.model is None:
             model = load_default(args.scale, device=device, dtype=dtype)
+        elif _is_file_argument(args.model):
+            if args.weights is not None:
+                _remove_empty(new_folders)
+                _error(
+                    "--weights goes with a model name; a checkpoint file given to -m is the weights"
+                )
+                return 2
+            model = load_file(args.model, args.scale, device=device, dtype=dtype)
         else:
             weights = args.weights if args.weights is not None else "default"
             model = load(args.model, args.scale, weights=weights, device=device, dtype=dtype)

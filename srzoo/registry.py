@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import math
 import operator
+import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -21,21 +23,29 @@ from .errors import ArgumentError, ArgumentTypeError, UnknownModelError, Unsuppo
 
 __all__ = [
     "Converter",
+    "Detected",
+    "Detector",
+    "DetectorSpec",
     "ModelBuilder",
     "ModelSpec",
     "Paper",
     "ReportedMetric",
+    "Shapes",
     "StateDict",
     "WeightBlend",
     "WeightSpec",
     "as_scale",
     "blend_options",
+    "detectors",
     "find_weights",
     "get_spec",
     "list_models",
     "model_info",
+    "register_detector",
     "register_model",
     "set5_set14",
+    "shuffle_factor",
+    "shuffle_split",
 ]
 
 StateDict = dict[str, torch.Tensor]
@@ -500,6 +510,260 @@ def list_models(
     if family is not None:
         names = [n for n in names if _REGISTRY[n].family == family]
     return names
+
+
+# --------------------------------------------------------------------------------------------
+# Detection: a checkpoint's keys and shapes -> the registered model that reads them
+# --------------------------------------------------------------------------------------------
+
+Shape = tuple[int, ...]
+
+
+class Shapes(Mapping[str, Shape]):
+    """A read-only view of a state dict's keys and tensor shapes: all that detectors see.
+
+    Detectors never see tensor values, so detection costs nothing like reading the weights.
+
+    Args:
+        shapes: Shape of every tensor, by key (tensors' ``.shape`` or plain tuples).
+
+    Example:
+        >>> view = Shapes({"conv.weight": (8, 3, 3, 3)})
+        >>> view.dim("conv.weight", 1), view.has("conv.weight", "conv.bias")
+        (3, False)
+    """
+
+    __slots__ = ("_shapes",)
+
+    def __init__(self, shapes: Mapping[str, Sequence[int]]) -> None:
+        self._shapes: dict[str, Shape] = {k: tuple(int(d) for d in v) for k, v in shapes.items()}
+
+    def __getitem__(self, key: str) -> Shape:
+        return self._shapes[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._shapes)
+
+    def __len__(self) -> int:
+        return len(self._shapes)
+
+    def __repr__(self) -> str:
+        return f"Shapes({len(self._shapes)} tensors)"
+
+    def has(self, *keys: str) -> bool:
+        """Whether every one of ``keys`` is present."""
+        return all(k in self._shapes for k in keys)
+
+    def has_prefix(self, prefix: str) -> bool:
+        """Whether any key starts with ``prefix``."""
+        return any(k.startswith(prefix) for k in self._shapes)
+
+    def dim(self, key: str, axis: int = 0) -> int:
+        """Size of ``key``'s tensor along ``axis``, or 0 when the key or the axis is absent."""
+        shape = self._shapes.get(key)
+        if shape is None or not -len(shape) <= axis < len(shape):
+            return 0
+        return shape[axis]
+
+    def indices(self, pattern: str) -> list[int]:
+        """The distinct values of the one ``(\\d+)`` group of ``pattern`` over all keys, sorted.
+
+        Args:
+            pattern: A regular expression matched against whole keys, e.g.
+                ``r"body\\.(\\d+)\\.conv1\\.weight"``.
+
+        Returns:
+            The indices found (empty when no key matches).
+        """
+        regex = re.compile(pattern)
+        return sorted({int(m.group(1)) for k in self._shapes if (m := regex.fullmatch(k))})
+
+    def stacked_shuffle_scale(self, prefix: str, suffix: str, channels: int) -> int:
+        """The scale of a multi-stage sub-pixel upsampler (EDSR-PyTorch's ``Upsampler``).
+
+        The stages are the convolutions ``<prefix><i><suffix>`` in index order; each widens
+        ``channels`` by ``f * f`` before a shuffle by ``f``, and the stages are one x3 or a
+        x2 per factor of two.
+
+        Args:
+            prefix: Key before the stage index, e.g. ``"tail.0."``.
+            suffix: Key after it, e.g. ``".weight"``.
+            channels: Feature channels around the upsampler.
+
+        Returns:
+            The product of the factors, or 0 when the stages are absent or not such an upsampler.
+        """
+        found = self.indices(re.escape(prefix) + r"(\d+)" + re.escape(suffix))
+        factors = [shuffle_factor(self.dim(f"{prefix}{i}{suffix}"), channels) for i in found]
+        if factors == [3] or (factors and all(f == 2 for f in factors)):
+            return math.prod(factors)
+        return 0
+
+    def count(self, pattern: str) -> int:
+        """``max index + 1`` of :meth:`indices` when the indices run 0..n-1 without a gap, else 0.
+
+        A gap (a missing block) means the file is incomplete: a detector then reports no match
+        rather than a network that would fail to load.
+        """
+        found = self.indices(pattern)
+        return len(found) if found == list(range(len(found))) else 0
+
+
+def shuffle_factor(out_channels: int, channels: int) -> int:
+    """The pixel-shuffle factor ``f`` with ``out_channels == channels * f * f``, or 0 if none.
+
+    Args:
+        out_channels: Output channels of the convolution before the shuffle.
+        channels: Channels after the shuffle.
+
+    Returns:
+        ``f`` (at least 1), or 0 when ``out_channels`` is not ``channels`` times a square.
+
+    Example:
+        >>> shuffle_factor(48, 3)
+        4
+    """
+    if channels < 1 or out_channels % channels:
+        return 0
+    f = math.isqrt(out_channels // channels)
+    return f if f * f * channels == out_channels and f >= 1 else 0
+
+
+def shuffle_split(total: int, in_channels: int) -> tuple[int, int]:
+    """``(scale, out_channels)`` of a pixel-shuffle head with ``total`` output channels.
+
+    The image channels are taken equal to ``in_channels`` when that fits, else 3, else 1 (a
+    head's width alone cannot tell ``3 * 4**2`` from ``12 * 2**2``; networks nearly always
+    return the channels they take).
+
+    Args:
+        total: Output channels of the convolution before the shuffle.
+        in_channels: Image channels the network takes.
+
+    Returns:
+        ``(scale, out_channels)``, or ``(0, 0)`` when no choice fits.
+
+    Example:
+        >>> shuffle_split(48, 3)
+        (4, 3)
+    """
+    for channels in dict.fromkeys((in_channels, 3, 1)):
+        if f := shuffle_factor(total, channels):
+            return f, channels
+    return 0, 0
+
+
+@dataclass(frozen=True)
+class Detected:
+    """What a checkpoint's keys and shapes say it is.
+
+    Args:
+        name: The registered model whose builder (and converter) reads it.
+        scale: Upscaling factor; where the weights do not fix it (``scales`` lists more than
+            one), the detector's documented default.
+        model_args: Constructor arguments that build the network the tensors fit (complete:
+            they do not depend on the variant's defaults).
+        layout: Which upstream key layout the tensors are in (e.g. ``"old-esrgan"``).
+        family: The family whose detector matched (filled in by :func:`srzoo.detect`).
+        scales: The scales the same tensors serve, when the weights do not fix one (a
+            multi-scale file, or a network whose scale lives only in its training data);
+            empty when ``scale`` is read from the weights.
+        weights: The registered checkpoint the file is (by its sha256), when it is one.
+
+    Example:
+        >>> srzoo.detect(state)
+        Detected(name='esrgan', scale=4, model_args={...}, layout='old-esrgan', ...)
+    """
+
+    name: str
+    scale: int
+    model_args: Mapping[str, Any]
+    layout: str
+    family: str = ""
+    scales: tuple[int, ...] = ()
+    weights: WeightSpec | None = None
+
+
+Detector = Callable[[Shapes], Detected | None]
+"""Reads a :class:`Shapes` view; returns what it is, or ``None`` when it is not this family."""
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    """A family's detector and the facts :func:`srzoo.detect` needs about it.
+
+    Args:
+        family: The family (one file in ``srzoo/archs``).
+        detect: The detector.
+        layouts: For each layout the detector reads, keys every file in it holds (whatever
+            the configuration): they name the closest families when nothing matches, and they
+            rank matches (the specificity rule of :func:`srzoo.detect`).
+        priority: Breaks a tie between matches of equal specificity (higher wins).
+    """
+
+    family: str
+    detect: Detector
+    layouts: Mapping[str, tuple[str, ...]]
+    priority: int = 0
+
+
+_DETECTORS: dict[str, DetectorSpec] = {}
+
+
+def register_detector(
+    family: str,
+    detect: Detector,
+    *,
+    layouts: Mapping[str, Sequence[str]],
+    priority: int = 0,
+    overwrite: bool = False,
+) -> DetectorSpec:
+    """Register the function that recognises a family's checkpoints from keys and shapes.
+
+    Args:
+        family: The family the detector belongs to (one detector per family).
+        detect: ``detect(shapes) -> Detected | None``; it must read only keys and shapes,
+            build nothing, and return ``None`` for anything that is not its family.
+        layouts: Layout name -> keys every checkpoint in that layout holds; every
+            ``Detected.layout`` the detector returns must be one of these names.
+        priority: Breaks ties between equally specific matches (higher wins).
+        overwrite: Replace the family's detector instead of raising.
+
+    Returns:
+        The registration.
+
+    Raises:
+        ArgumentError: The family has a detector already, or ``layouts`` is empty.
+
+    Example:
+        >>> register_detector("mine", detect_mine, layouts={"official": ("head.weight",)})
+    """
+    if family in _DETECTORS and not overwrite:
+        raise ArgumentError(f"a detector for family {family!r} is already registered")
+    if not layouts or not all(layouts.values()):
+        raise ArgumentError(f"the detector of {family!r} needs at least one key per layout")
+    spec = DetectorSpec(
+        family=family,
+        detect=detect,
+        layouts={name: tuple(keys) for name, keys in layouts.items()},
+        priority=priority,
+    )
+    _DETECTORS[family] = spec
+    return spec
+
+
+def detectors() -> tuple[DetectorSpec, ...]:
+    """Every registered detector, in registration order.
+
+    Returns:
+        The :class:`DetectorSpec` of each family that has one.
+
+    Example:
+        >>> "esrgan" in {d.family for d in detectors()}
+        True
+    """
+    _ensure_builtin()
+    return tuple(_DETECTORS.values())
 
 
 _BUILTIN_LOADED = False

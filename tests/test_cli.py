@@ -516,3 +516,31 @@ def test_the_overlap_default_is_the_networks(
     assert _upscale([photos / "a.png"], tmp_path / "out", weights, "--tile", "8") == 0
     assert _upscale([photos / "a.png"], tmp_path / "o2", weights, "--overlap", "3") == 0
     assert seen == [None, 3]
+
+
+def test_info_on_a_checkpoint_file_prints_what_was_detected(
+    weights: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["info", str(weights)]) == 0
+    out = capsys.readouterr().out
+    for expected in ("family:        edsr", "name:          edsr-baseline", "scale:         x2"):
+        assert expected in out
+    assert "n_resblocks=16" in out and "layout:        official" in out
+    assert "registered:    no" in out
+    assert main(["info", "edsr"]) == 0  # names keep their meaning
+    assert main(["info", str(weights.parent / "absent.pth")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_upscale_with_a_checkpoint_file_as_the_model(
+    photos: Path, tmp_path: Path, weights: Path
+) -> None:
+    out = tmp_path / "out"
+    args = ["upscale", str(photos / "a.png"), "-o", str(out), "-m", str(weights), "--quiet"]
+    assert main(args) == 0
+    assert read_image_array(out / "a.png").shape[:2] == (24, 20)
+    reference = tmp_path / "ref"
+    assert _upscale([photos / "a.png"], reference, weights) == 0
+    np.testing.assert_array_equal(
+        read_image_array(out / "a.png"), read_image_array(reference / "a.png")
+    )

@@ -30,7 +30,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ArgumentError, UnsupportedScaleError
-from ..registry import ModelSpec, Paper, StateDict, WeightSpec, register_model, set5_set14
+from ..registry import (
+    Detected,
+    ModelSpec,
+    Paper,
+    Shapes,
+    StateDict,
+    WeightSpec,
+    register_detector,
+    register_model,
+    set5_set14,
+)
 from ._blocks import (
     DIV2K_RGB_MEAN,
     MeanShift,
@@ -47,6 +57,7 @@ __all__ = [
     "EResidualBlock",
     "ResidualBlock",
     "convert_carn",
+    "detect_carn",
 ]
 
 
@@ -361,4 +372,76 @@ register_model(
             for s in (2, 3, 4)
         ),
     )
+)
+
+
+_LAYOUTS = {
+    "official": (
+        "entry.weight",
+        "b1.c1.body.0.weight",
+        "c1.body.0.weight",
+        "exit.weight",
+    ),
+}
+
+
+def detect_carn(shapes: Shapes) -> Detected | None:
+    """Recognise a CARN or CARN-M checkpoint (nmhkahn/CARN-pytorch / torchSR keys).
+
+    Reads ``n_feats``, ``mobile`` (one shared efficient unit per block), ``group`` (from the
+    grouped convolutions' input width), ``n_blocks``, ``n_units`` and the upsamplers. A
+    multi-scale file (``upsample.up2`` / ``up3`` / ``up4``) serves each of those scales
+    (``Detected.scales``; x4 is the default when present, else the largest); a single-scale one
+    (``upsample.up``) has its scale read from its stages. Not in the weights, so the default:
+    the DIV2K ``rgb_mean`` (the mean-shift tensors are loaded as stored).
+
+    CARN-M networks are named ``carn-m``, the others ``carn``.
+
+    Args:
+        shapes: The checkpoint's keys and shapes.
+
+    Returns:
+        What it is, or ``None`` when it is not a CARN.
+    """
+    if not shapes.has(*_LAYOUTS["official"]):
+        return None
+    n_feats = shapes.dim("entry.weight")
+    blocks = shapes.indices(r"b(\d+)\.c1\.body\.0\.weight")
+    units = shapes.indices(r"b1\.c(\d+)\.body\.0\.weight")
+    if blocks != list(range(1, len(blocks) + 1)) or units != list(range(1, len(units) + 1)):
+        return None
+    mobile = shapes.has("b1.b1.body.4.weight") and not shapes.has("b1.b2.body.0.weight")
+    per_group = shapes.dim("b1.b1.body.0.weight", 1)
+    if not n_feats or not per_group or n_feats % per_group:
+        return None
+    group = n_feats // per_group if mobile else 1
+    branches = {}
+    for suffix in dict.fromkeys(k.split(".")[1] for k in shapes if k.startswith("upsample.")):
+        scale = shapes.stacked_shuffle_scale(f"upsample.{suffix}.body.", ".weight", n_feats)
+        if not scale or (suffix != "up" and suffix != f"up{scale}"):
+            return None
+        branches[suffix] = scale
+    if not branches or ("up" in branches and len(branches) > 1):
+        return None
+    served = tuple(sorted(branches.values()))
+    args = {
+        "n_feats": n_feats,
+        "mobile": mobile,
+        "group": group,
+        "n_blocks": len(blocks),
+        "n_units": len(units),
+    }
+    return Detected(
+        "carn-m" if mobile else "carn",
+        4 if 4 in served else served[-1],
+        args,
+        "official" if "up" not in branches else "official-single-scale",
+        scales=served if len(served) > 1 else (),
+    )
+
+
+register_detector(
+    "carn",
+    detect_carn,
+    layouts={**_LAYOUTS, "official-single-scale": _LAYOUTS["official"]},
 )

@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 import torch
@@ -30,10 +31,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ArgumentError
-from ..registry import ModelSpec, Paper, WeightBlend, WeightSpec, register_model
+from ..registry import (
+    Detected,
+    ModelSpec,
+    Paper,
+    Shapes,
+    WeightBlend,
+    WeightSpec,
+    register_detector,
+    register_model,
+    shuffle_factor,
+)
 from ._blocks import image_forward, receptive_radius
 
-__all__ = ["SRVGGNetCompact"]
+__all__ = ["SRVGGNetCompact", "detect_compact"]
 
 Activation = Literal["prelu", "relu", "leakyrelu"]
 
@@ -250,3 +261,51 @@ _register(
         ),
     ),
 )
+
+
+_LAYOUTS = {"official": ("body.0.weight", "body.0.bias")}
+_BODY_KEY = re.compile(r"body\.(\d+)\.(weight|bias)")
+
+
+def detect_compact(shapes: Shapes) -> Detected | None:
+    """Recognise an SRVGGNetCompact checkpoint (xinntao/Real-ESRGAN's keys) from its shapes.
+
+    Reads ``num_in_ch`` / ``num_out_ch``, ``num_feat``, ``num_conv`` (from the index of the last
+    convolution) and the scale (the last convolution's ``out_channels * scale**2``). PReLU slopes
+    are tensors, so ``act_type="prelu"`` is read from them; ReLU and LeakyReLU hold none and
+    cannot be told apart: ``"leakyrelu"`` is assumed for a file without slopes.
+
+    Networks with 32 convolutions are named ``realesr-general-x4v3``, the others
+    ``realesr-animevideov3`` (the arguments are complete, so the name only chooses the entry).
+
+    Args:
+        shapes: The checkpoint's keys and shapes.
+
+    Returns:
+        What it is, or ``None`` when it is not an SRVGGNetCompact.
+    """
+    if not shapes.has(*_LAYOUTS["official"]) or not all(_BODY_KEY.fullmatch(k) for k in shapes):
+        return None
+    convs = shapes.indices(r"body\.(\d+)\.weight")
+    convs = [i for i in convs if len(shapes[f"body.{i}.weight"]) == 4]
+    last = convs[-1]
+    if convs != list(range(0, last + 1, 2)) or last < 2:
+        return None
+    num_feat, in_ch = shapes.dim("body.0.weight"), shapes.dim("body.0.weight", 1)
+    scale = shuffle_factor(shapes.dim(f"body.{last}.weight"), in_ch)
+    if not scale:
+        return None
+    num_conv = last // 2 - 1
+    act = "prelu" if shapes.has("body.1.weight") else "leakyrelu"
+    args = {
+        "num_in_ch": in_ch,
+        "num_out_ch": in_ch,
+        "num_feat": num_feat,
+        "num_conv": num_conv,
+        "act_type": act,
+    }
+    name = "realesr-general-x4v3" if num_conv == 32 else "realesr-animevideov3"
+    return Detected(name, scale, args, "official")
+
+
+register_detector("compact", detect_compact, layouts=_LAYOUTS)

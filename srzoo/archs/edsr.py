@@ -25,17 +25,20 @@ import torch
 from torch import nn
 
 from ..registry import (
+    Detected,
     ModelSpec,
     Paper,
     ReportedMetric,
+    Shapes,
     StateDict,
     WeightSpec,
+    register_detector,
     register_model,
     set5_set14,
 )
 from ._blocks import DIV2K_RGB_MEAN, EDSRFrame, conv3x3, convert_basicsr_frame
 
-__all__ = ["EDSR", "ResBlock", "convert_edsr"]
+__all__ = ["EDSR", "ResBlock", "convert_edsr", "detect_edsr"]
 
 
 class ResBlock(nn.Module):
@@ -245,3 +248,65 @@ register_model(
         weights=_BASELINE_WEIGHTS,
     )
 )
+
+
+_LAYOUTS = {
+    "official": (
+        "head.0.weight",
+        "body.0.body.0.weight",
+        "body.0.body.2.weight",
+        "tail.0.0.weight",
+        "tail.1.weight",
+    ),
+    "basicsr": (
+        "conv_first.weight",
+        "body.0.conv1.weight",
+        "body.0.conv2.weight",
+        "conv_after_body.weight",
+        "upsample.0.weight",
+        "conv_last.weight",
+    ),
+}
+
+
+def detect_edsr(shapes: Shapes) -> Detected | None:
+    """Recognise an EDSR checkpoint (EDSR-PyTorch / torchSR keys, or BasicSR's) from its shapes.
+
+    Reads ``n_resblocks``, ``n_feats`` and the scale (the upsampler's stages). Not in the
+    weights, so defaults: ``res_scale`` is 0.1 for 256 features (the paper's EDSR) and 1 for
+    any other width (the baseline); ``rgb_range`` 255 and the DIV2K ``rgb_mean`` (the official
+    mean-shift tensors are loaded as stored, whatever the mean).
+
+    Networks with ``n_feats=256`` are named ``edsr``, the others ``edsr-baseline``.
+
+    Args:
+        shapes: The checkpoint's keys and shapes.
+
+    Returns:
+        What it is, or ``None`` when it is not an EDSR.
+    """
+    if shapes.has(*_LAYOUTS["official"]):
+        layout, first = "official", "head.0.weight"
+        n = shapes.count(r"body\.(\d+)\.body\.0\.weight")
+        closing = f"body.{n}.weight"
+        up = ("tail.0.", ".weight")
+    elif shapes.has(*_LAYOUTS["basicsr"]):
+        layout, first = "basicsr", "conv_first.weight"
+        n = shapes.count(r"body\.(\d+)\.conv1\.weight")
+        closing = "conv_after_body.weight"
+        up = ("upsample.", ".weight")
+    else:
+        return None
+    n_feats = shapes.dim(first)
+    scale = shapes.stacked_shuffle_scale(*up, n_feats)
+    if not n or not scale or not shapes.has(closing) or shapes.dim(first, 1) != 3:
+        return None
+    args = {
+        "n_resblocks": n,
+        "n_feats": n_feats,
+        "res_scale": 0.1 if n_feats == 256 else 1.0,
+    }
+    return Detected("edsr" if n_feats == 256 else "edsr-baseline", scale, args, layout)
+
+
+register_detector("edsr", detect_edsr, layouts=_LAYOUTS)

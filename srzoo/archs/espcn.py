@@ -21,10 +21,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..registry import ModelSpec, Paper, register_model
+from ..registry import (
+    Detected,
+    ModelSpec,
+    Paper,
+    Shapes,
+    register_detector,
+    register_model,
+    shuffle_factor,
+)
 from ._blocks import image_forward, pixel_shuffle_head, receptive_radius
 
-__all__ = ["ESPCN"]
+__all__ = ["ESPCN", "detect_espcn"]
 
 
 class ESPCN(nn.Module):
@@ -79,3 +87,39 @@ register_model(
         defaults={"n1": 64, "n2": 32},
     )
 )
+
+
+_LAYOUTS = {
+    "official": ("first_part.0.weight", "first_part.2.weight", "last_part.0.weight"),
+}
+_KEYS = {
+    f"{k.removesuffix('.weight')}.{kind}"
+    for k in _LAYOUTS["official"]
+    for kind in ("weight", "bias")
+}
+
+
+def detect_espcn(shapes: Shapes) -> Detected | None:
+    """Recognise an ESPCN checkpoint (yjn870/ESPCN-pytorch keys) from its shapes.
+
+    Reads ``n1``, ``n2`` and the scale (the last convolution's ``scale**2`` outputs). Nothing is
+    left to a default.
+
+    Args:
+        shapes: The checkpoint's keys and shapes.
+
+    Returns:
+        What it is, or ``None`` when it is not an ESPCN.
+    """
+    first, second, last = _LAYOUTS["official"]
+    if not shapes.has(first, second, last) or set(shapes) - _KEYS:
+        return None
+    if shapes[first][1:] != (1, 5, 5):
+        return None
+    scale = shuffle_factor(shapes.dim(last), 1)
+    if not scale:
+        return None
+    return Detected("espcn", scale, {"n1": shapes.dim(first), "n2": shapes.dim(second)}, "official")
+
+
+register_detector("espcn", detect_espcn, layouts=_LAYOUTS)

@@ -59,10 +59,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ArgumentError
-from ..registry import ModelSpec, Paper, StateDict, Task, WeightSpec, register_model
+from ..registry import (
+    Detected,
+    ModelSpec,
+    Paper,
+    Shapes,
+    StateDict,
+    Task,
+    WeightSpec,
+    register_detector,
+    register_model,
+)
 from ._blocks import FieldStep, conv3x3, image_forward, receptive_radius, rename_keys
 
-__all__ = ["RRDB", "RRDBNet", "ResidualDenseBlock", "convert_rrdbnet"]
+__all__ = ["RRDB", "RRDBNet", "ResidualDenseBlock", "convert_rrdbnet", "detect_rrdbnet"]
 
 _SLOPE = 0.2  # LeakyReLU slope of every activation
 _RES_SCALE = 0.2  # residual scaling of the dense blocks and of each RRDB
@@ -511,3 +521,85 @@ for _name, _what in (
         description=f"RealSR: ESRGAN's RRDBNet trained on {_what}",
         task="real-world",
     )
+
+
+_LAYOUTS = {
+    "basicsr": (
+        "conv_first.weight",
+        "body.0.rdb1.conv1.weight",
+        "conv_body.weight",
+        "conv_hr.weight",
+        "conv_last.weight",
+    ),
+    "esrgan-2019": (
+        "conv_first.weight",
+        "RRDB_trunk.0.RDB1.conv1.weight",
+        "trunk_conv.weight",
+        "HRconv.weight",
+        "conv_last.weight",
+    ),
+    "old-esrgan": ("model.0.weight", "model.1.sub.0.RDB1.conv1.0.weight"),
+}
+
+
+def detect_rrdbnet(shapes: Shapes) -> Detected | None:
+    """Recognise an RRDBNet checkpoint in any of its layouts, from keys and shapes.
+
+    Reads the layout (``basicsr``: BasicSR / Real-ESRGAN; ``esrgan-2019``: xinntao/ESRGAN 2019,
+    KAIR, BSRGAN, RealSR; ``old-esrgan``: the original ``model.N`` keys), ``num_feat``,
+    ``num_block``, ``num_grow_ch``, the image channels, and the scale from the number of
+    upsampling convolutions. A first convolution taking 4 or 16 times the output channels with
+    two upsampling steps is Real-ESRGAN's pixel-unshuffle variant (x2 or x1).
+
+    Nothing is left to a default. Pixel-unshuffled networks are named ``realesrgan-x2plus``
+    (whatever their scale), all others ``esrgan``: the builder and converter are the same.
+
+    Args:
+        shapes: The checkpoint's keys and shapes.
+
+    Returns:
+        What it is, or ``None`` when it is not an RRDBNet.
+    """
+    if shapes.has(*_LAYOUTS["old-esrgan"]):
+        layout, first = "old-esrgan", "model.0.weight"
+        num_block = shapes.count(r"model\.1\.sub\.(\d+)\.RDB1\.conv1\.0\.weight")
+        tail = [i for i in shapes.indices(r"model\.(\d+)\.weight") if i >= 2]
+        if len(tail) < 2 or not shapes.has(f"model.1.sub.{num_block}.weight"):
+            return None
+        n_up, last = len(tail) - 2, f"model.{tail[-1]}.weight"
+        grow = shapes.dim("model.1.sub.0.RDB1.conv1.0.weight")
+    else:
+        layout = next((n for n in ("basicsr", "esrgan-2019") if shapes.has(*_LAYOUTS[n])), "")
+        if not layout:
+            return None
+        basicsr = layout == "basicsr"
+        block = (
+            r"body\.(\d+)\.rdb1\.conv1\.weight"
+            if basicsr
+            else r"RRDB_trunk\.(\d+)\.RDB1\.conv1\.weight"
+        )
+        num_block = shapes.count(block)
+        ups = shapes.indices(r"conv_up(\d+)\.weight" if basicsr else r"upconv(\d+)\.weight")
+        if ups != list(range(1, len(ups) + 1)):
+            return None
+        first, last, n_up = "conv_first.weight", "conv_last.weight", len(ups)
+        grow = shapes.dim(_LAYOUTS[layout][1])
+    num_feat, in_total, out_ch = shapes.dim(first), shapes.dim(first, 1), shapes.dim(last)
+    if min(num_block, num_feat, in_total, out_ch, grow) < 1:
+        return None
+    # Real-ESRGAN's x2 / x1: the input folded by pixel_unshuffle(2 or 4), then the x4 tail.
+    fold = {4 * out_ch: 2, 16 * out_ch: 4}.get(in_total, 1) if n_up == 2 else 1
+    args: dict[str, object] = {
+        "in_channels": in_total // (fold * fold),
+        "out_channels": out_ch,
+        "num_feat": num_feat,
+        "num_block": num_block,
+        "num_grow_ch": grow,
+        "pixel_unshuffle": fold > 1,
+    }
+    if fold > 1:
+        return Detected("realesrgan-x2plus", 4 // fold, args, layout)
+    return Detected("esrgan", 2**n_up, args, layout)
+
+
+register_detector("esrgan", detect_rrdbnet, layouts=_LAYOUTS)

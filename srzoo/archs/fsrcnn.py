@@ -33,10 +33,19 @@ import torch
 from torch import nn
 
 from ..errors import ArgumentError
-from ..registry import ModelSpec, Paper, ReportedMetric, WeightSpec, register_model
+from ..registry import (
+    Detected,
+    ModelSpec,
+    Paper,
+    ReportedMetric,
+    Shapes,
+    WeightSpec,
+    register_detector,
+    register_model,
+)
 from ._blocks import image_forward, receptive_radius
 
-__all__ = ["FSRCNN"]
+__all__ = ["FSRCNN", "detect_fsrcnn"]
 
 
 class FSRCNN(nn.Module):
@@ -123,3 +132,41 @@ register_model(
         ),
     )
 )
+
+
+_LAYOUTS = {
+    "official": ("first_part.0.weight", "mid_part.0.weight", "last_part.weight"),
+}
+_SCALES = (2, 3, 4)
+_DEFAULT_SCALE = 3
+
+
+def detect_fsrcnn(shapes: Shapes) -> Detected | None:
+    """Recognise an FSRCNN checkpoint (yjn870/FSRCNN-pytorch keys) from its shapes.
+
+    Reads ``d``, ``s`` and ``m`` (the mapping layers). The scale is only the stride of the last
+    (transposed) convolution, whose kernel is the same at every scale: it cannot be read, so
+    x3 (the paper's and the registered weights' scale) is the default and
+    ``Detected.scales`` lists (2, 3, 4). A registered file is recognised by its sha256 instead.
+
+    Args:
+        shapes: The checkpoint's keys and shapes.
+
+    Returns:
+        What it is, or ``None`` when it is not an FSRCNN.
+    """
+    if not shapes.has(*_LAYOUTS["official"]) or shapes["last_part.weight"][1:] != (1, 9, 9):
+        return None
+    d, s = shapes.dim("first_part.0.weight"), shapes.dim("mid_part.0.weight")
+    mid = [
+        i
+        for i in shapes.indices(r"mid_part\.(\d+)\.weight")
+        if len(shapes[f"mid_part.{i}.weight"]) == 4
+    ]
+    if mid != list(range(0, 2 * len(mid), 2)) or len(mid) < 2:
+        return None
+    args = {"d": d, "s": s, "m": len(mid) - 2}
+    return Detected("fsrcnn", _DEFAULT_SCALE, args, "official", scales=_SCALES)
+
+
+register_detector("fsrcnn", detect_fsrcnn, layouts=_LAYOUTS)

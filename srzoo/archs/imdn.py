@@ -18,10 +18,20 @@ import torch
 from torch import nn
 
 from ..errors import ArgumentError
-from ..registry import ModelSpec, Paper, WeightSpec, register_model, set5_set14
+from ..registry import (
+    Detected,
+    ModelSpec,
+    Paper,
+    Shapes,
+    WeightSpec,
+    register_detector,
+    register_model,
+    set5_set14,
+    shuffle_split,
+)
 from ._blocks import DistillationNet
 
-__all__ = ["IMDN", "CCALayer", "IMDModule"]
+__all__ = ["IMDN", "CCALayer", "IMDModule", "detect_imdn"]
 
 
 class CCALayer(nn.Module):
@@ -172,3 +182,41 @@ register_model(
         weights=tuple(_weights(s) for s in (2, 3, 4)),
     )
 )
+
+
+_LAYOUTS = {
+    "official": (
+        "fea_conv.weight",
+        "IMDB1.c1.weight",
+        "IMDB1.cca.conv_du.0.weight",
+        "c.0.weight",
+        "LR_conv.weight",
+        "upsampler.0.weight",
+    ),
+}
+
+
+def detect_imdn(shapes: Shapes) -> Detected | None:
+    """Recognise an IMDN checkpoint (Zheng222/IMDN keys) from its shapes.
+
+    Reads ``in_nc``, ``nf``, ``num_modules`` and the scale with ``out_nc`` from the pixel-shuffle
+    head (``out_nc`` is taken equal to ``in_nc`` where that fits, else 3, else 1).
+
+    Args:
+        shapes: The checkpoint's keys and shapes.
+
+    Returns:
+        What it is, or ``None`` when it is not an IMDN.
+    """
+    if not shapes.has(*_LAYOUTS["official"]):
+        return None
+    blocks = shapes.indices(r"IMDB(\d+)\.c1\.weight")
+    in_nc, nf = shapes.dim("fea_conv.weight", 1), shapes.dim("fea_conv.weight")
+    scale, out_nc = shuffle_split(shapes.dim("upsampler.0.weight"), in_nc)
+    if blocks != list(range(1, len(blocks) + 1)) or not scale:
+        return None
+    args = {"in_nc": in_nc, "out_nc": out_nc, "nf": nf, "num_modules": len(blocks)}
+    return Detected("imdn", scale, args, "official")
+
+
+register_detector("imdn", detect_imdn, layouts=_LAYOUTS)

@@ -29,7 +29,15 @@ import torch
 from torch import nn
 
 from ..errors import UnsupportedScaleError
-from ..registry import ModelSpec, Paper, StateDict, register_model
+from ..registry import (
+    Detected,
+    ModelSpec,
+    Paper,
+    Shapes,
+    StateDict,
+    register_detector,
+    register_model,
+)
 from ._blocks import (
     DIV2K_RGB_MEAN,
     MeanShift,
@@ -40,7 +48,7 @@ from ._blocks import (
     upsampler_steps,
 )
 
-__all__ = ["MDSR", "convert_mdsr"]
+__all__ = ["MDSR", "convert_mdsr", "detect_mdsr"]
 
 
 class _ResBlock(nn.Module):
@@ -164,3 +172,57 @@ register_model(
         converter=convert_mdsr,
     )
 )
+
+
+_LAYOUTS = {
+    "official": (
+        "head.0.weight",
+        "body.0.body.0.weight",
+        "tail.0.weight",
+    ),
+}
+_PAPER_BRANCHES = (2, 3, 4)
+
+
+def detect_mdsr(shapes: Shapes) -> Detected | None:
+    """Recognise an MDSR checkpoint (EDSR-PyTorch keys) from its shapes.
+
+    Reads ``n_resblocks``, ``n_feats`` and each branch's scale (its upsampler's stages). A file
+    with several branches serves each of their scales (``Detected.scales``); x4 is the default
+    when present, else the largest. A file holding only some branches (as srzoo saves one
+    scale) keeps EDSR-PyTorch's branch order (2, 3, 4) for the positions it lacks. Not in the
+    weights, so defaults: ``rgb_range`` 255 and the DIV2K ``rgb_mean``.
+
+    Args:
+        shapes: The checkpoint's keys and shapes.
+
+    Returns:
+        What it is, or ``None`` when it is not an MDSR.
+    """
+    if not shapes.has(*_LAYOUTS["official"]):
+        return None
+    branches = shapes.indices(r"upsample\.(\d+)\.0\.weight")
+    n_feats = shapes.dim("head.0.weight")
+    n = shapes.count(r"body\.(\d+)\.body\.0\.weight")
+    if not branches or not n or not shapes.has(f"body.{n}.weight"):
+        return None
+    found = {
+        b: shapes.stacked_shuffle_scale(f"upsample.{b}.", ".weight", n_feats) for b in branches
+    }
+    if not all(found.values()) or any(
+        not shapes.has(f"pre_process.{b}.0.body.0.weight") for b in found
+    ):
+        return None
+    size = max(len(_PAPER_BRANCHES), branches[-1] + 1)
+    order = [
+        found.get(i, _PAPER_BRANCHES[i] if i < len(_PAPER_BRANCHES) else 0) for i in range(size)
+    ]
+    if len(set(order)) != len(order) or 0 in order:
+        return None
+    served = tuple(sorted(found.values()))
+    scale = 4 if 4 in served else served[-1]
+    args = {"n_resblocks": n, "n_feats": n_feats, "branch_scales": tuple(order)}
+    return Detected("mdsr", scale, args, "official", scales=served if len(served) > 1 else ())
+
+
+register_detector("mdsr", detect_mdsr, layouts=_LAYOUTS)

@@ -20,10 +20,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ArgumentError, UnsupportedScaleError
-from ..registry import ModelSpec, Paper, WeightSpec, register_model, set5_set14
+from ..registry import (
+    Detected,
+    ModelSpec,
+    Paper,
+    Shapes,
+    WeightSpec,
+    register_detector,
+    register_model,
+    set5_set14,
+)
 from ._blocks import FieldStep, image_forward, receptive_radius
 
-__all__ = ["PA", "PAN", "SCPA", "PAConv"]
+__all__ = ["PA", "PAN", "SCPA", "PAConv", "detect_pan"]
 
 
 class PA(nn.Module):
@@ -211,3 +220,50 @@ register_model(
         weights=tuple(_weights(s) for s in (2, 3, 4)),
     )
 )
+
+
+_LAYOUTS = {
+    "official": (
+        "conv_first.weight",
+        "SCPA_trunk.0.conv1_a.weight",
+        "trunk_conv.weight",
+        "upconv1.weight",
+        "att1.conv.weight",
+        "HRconv1.weight",
+        "conv_last.weight",
+    ),
+}
+
+
+def detect_pan(shapes: Shapes) -> Detected | None:
+    """Recognise a PAN checkpoint (zhaohengyuan1/PAN keys) from its shapes.
+
+    Reads ``in_nc``, ``out_nc``, ``nf``, ``unf``, ``nb`` and whether the network is x4 (a second
+    upsampling stage). x2 and x3 networks have the same tensors (one nearest-neighbour stage of
+    either factor): x2 is the default and ``Detected.scales`` lists (2, 3); the registered
+    files are recognised by their sha256 instead.
+
+    Args:
+        shapes: The checkpoint's keys and shapes.
+
+    Returns:
+        What it is, or ``None`` when it is not a PAN.
+    """
+    if not shapes.has(*_LAYOUTS["official"]):
+        return None
+    nb = shapes.count(r"SCPA_trunk\.(\d+)\.conv1_a\.weight")
+    if not nb:
+        return None
+    args = {
+        "in_nc": shapes.dim("conv_first.weight", 1),
+        "out_nc": shapes.dim("conv_last.weight"),
+        "nf": shapes.dim("conv_first.weight"),
+        "unf": shapes.dim("upconv1.weight"),
+        "nb": nb,
+    }
+    if shapes.has("upconv2.weight", "att2.conv.weight", "HRconv2.weight"):
+        return Detected("pan", 4, args, "official")
+    return Detected("pan", 2, args, "official", scales=(2, 3))
+
+
+register_detector("pan", detect_pan, layouts=_LAYOUTS)

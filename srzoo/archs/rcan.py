@@ -22,10 +22,20 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..registry import ModelSpec, Paper, StateDict, WeightSpec, register_model, set5_set14
+from ..registry import (
+    Detected,
+    ModelSpec,
+    Paper,
+    Shapes,
+    StateDict,
+    WeightSpec,
+    register_detector,
+    register_model,
+    set5_set14,
+)
 from ._blocks import DIV2K_RGB_MEAN, EDSRFrame, conv3x3, convert_basicsr_frame
 
-__all__ = ["RCAB", "RCAN", "CALayer", "ResidualGroup", "convert_rcan"]
+__all__ = ["RCAB", "RCAN", "CALayer", "ResidualGroup", "convert_rcan", "detect_rcan"]
 
 
 class CALayer(nn.Module):
@@ -207,3 +217,71 @@ register_model(
         weights=tuple(_rcan_weights(s) for s in (2, 3, 4, 8)),
     )
 )
+
+
+_LAYOUTS = {
+    "official": (
+        "head.0.weight",
+        "body.0.body.0.body.0.weight",
+        "body.0.body.0.body.3.conv_du.0.weight",
+        "tail.0.0.weight",
+        "tail.1.weight",
+    ),
+    "basicsr": (
+        "conv_first.weight",
+        "body.0.residual_group.0.rcab.0.weight",
+        "body.0.residual_group.0.rcab.3.attention.1.weight",
+        "body.0.conv.weight",
+        "conv_after_body.weight",
+        "upsample.0.weight",
+        "conv_last.weight",
+    ),
+}
+
+
+def detect_rcan(shapes: Shapes) -> Detected | None:
+    """Recognise an RCAN checkpoint (yulunzhang/RCAN, torchSR, spandrel or BasicSR keys).
+
+    Reads ``n_resgroups``, ``n_resblocks``, ``n_feats``, ``reduction`` (the channel
+    attention's squeeze) and the scale (the upsampler's stages). Not in the weights, so
+    defaults: ``rgb_range`` 255 and the DIV2K ``rgb_mean`` (the official mean-shift tensors are
+    loaded as stored).
+
+    Args:
+        shapes: The checkpoint's keys and shapes.
+
+    Returns:
+        What it is, or ``None`` when it is not an RCAN.
+    """
+    if shapes.has(*_LAYOUTS["official"]):
+        layout, first = "official", "head.0.weight"
+        groups = shapes.count(r"body\.(\d+)\.body\.0\.body\.0\.weight")
+        blocks = shapes.count(r"body\.0\.body\.(\d+)\.body\.0\.weight")
+        squeeze = "body.0.body.0.body.3.conv_du.0.weight"
+        closing = (f"body.{groups}.weight", f"body.0.body.{blocks}.weight")
+        up = ("tail.0.", ".weight")
+    elif shapes.has(*_LAYOUTS["basicsr"]):
+        layout, first = "basicsr", "conv_first.weight"
+        groups = shapes.count(r"body\.(\d+)\.residual_group\.0\.rcab\.0\.weight")
+        blocks = shapes.count(r"body\.0\.residual_group\.(\d+)\.rcab\.0\.weight")
+        squeeze = "body.0.residual_group.0.rcab.3.attention.1.weight"
+        closing = ("conv_after_body.weight", "body.0.conv.weight")
+        up = ("upsample.", ".weight")
+    else:
+        return None
+    n_feats, hidden = shapes.dim(first), shapes.dim(squeeze)
+    scale = shapes.stacked_shuffle_scale(*up, n_feats)
+    if not (groups and blocks and scale and hidden) or not shapes.has(*closing):
+        return None
+    if n_feats % hidden:
+        return None
+    args = {
+        "n_resgroups": groups,
+        "n_resblocks": blocks,
+        "n_feats": n_feats,
+        "reduction": n_feats // hidden,
+    }
+    return Detected("rcan", scale, args, layout)
+
+
+register_detector("rcan", detect_rcan, layouts=_LAYOUTS)

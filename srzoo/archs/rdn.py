@@ -29,7 +29,16 @@ import torch
 from torch import nn
 
 from ..errors import UnsupportedScaleError
-from ..registry import ModelSpec, Paper, StateDict, register_model
+from ..registry import (
+    Detected,
+    ModelSpec,
+    Paper,
+    Shapes,
+    StateDict,
+    register_detector,
+    register_model,
+    shuffle_factor,
+)
 from ._blocks import (
     conv3x3,
     image_forward,
@@ -39,7 +48,7 @@ from ._blocks import (
     upsampler_steps,
 )
 
-__all__ = ["RDN", "ResidualDenseBlock", "convert_rdn"]
+__all__ = ["RDN", "ResidualDenseBlock", "convert_rdn", "detect_rdn"]
 
 
 class _DenseLayer(nn.Module):
@@ -204,3 +213,78 @@ register_model(
         converter=convert_rdn,
     )
 )
+
+
+_LAYOUTS = {
+    "torchsr": (
+        "sfe1.weight",
+        "sfe2.weight",
+        "rdbs.0.layers.0.conv.weight",
+        "rdbs.0.lff.weight",
+        "gff.0.weight",
+        "upscale.0.weight",
+        "output.weight",
+    ),
+    "edsr-pytorch": (
+        "SFENet1.weight",
+        "SFENet2.weight",
+        "RDBs.0.convs.0.conv.0.weight",
+        "RDBs.0.LFF.weight",
+        "GFF.0.weight",
+        "UPNet.0.weight",
+    ),
+}
+
+
+def detect_rdn(shapes: Shapes) -> Detected | None:
+    """Recognise an RDN checkpoint (torchSR / yjn870 keys, or EDSR-PyTorch's) from its shapes.
+
+    Reads ``g0``, ``n_blocks``, ``n_layers``, ``growth``, the image channels and the scale (the
+    upsampler's stages). Nothing is left to a default.
+
+    Args:
+        shapes: The checkpoint's keys and shapes.
+
+    Returns:
+        What it is, or ``None`` when it is not an RDN.
+    """
+    if shapes.has(*_LAYOUTS["torchsr"]):
+        layout, first = "torchsr", "sfe1.weight"
+        blocks = shapes.count(r"rdbs\.(\d+)\.lff\.weight")
+        layers = shapes.count(r"rdbs\.0\.layers\.(\d+)\.conv\.weight")
+        growth = shapes.dim("rdbs.0.layers.0.conv.weight")
+        stages = shapes.indices(r"upscale\.(\d+)\.weight")
+        last = "output.weight"
+        up = "upscale"
+    elif shapes.has(*_LAYOUTS["edsr-pytorch"]):
+        layout, first = "edsr-pytorch", "SFENet1.weight"
+        blocks = shapes.count(r"RDBs\.(\d+)\.LFF\.weight")
+        layers = shapes.count(r"RDBs\.0\.convs\.(\d+)\.conv\.0\.weight")
+        growth = shapes.dim("RDBs.0.convs.0.conv.0.weight")
+        *stages, tail = shapes.indices(r"UPNet\.(\d+)\.weight")
+        last = f"UPNet.{tail}.weight"
+        up = "UPNet"
+    else:
+        return None
+    g0 = shapes.dim(first)
+    widths = [g0, *([growth] * (len(stages) - 1))]
+    factors = [
+        shuffle_factor(shapes.dim(f"{up}.{i}.weight"), growth)
+        * (shapes.dim(f"{up}.{i}.weight", 1) == w)
+        for i, w in zip(stages, widths, strict=True)
+    ]
+    scale = {(2,): 2, (3,): 3, (2, 2): 4}.get(tuple(factors), 0)
+    if not (blocks and layers and growth and scale):
+        return None
+    args = {
+        "g0": g0,
+        "n_blocks": blocks,
+        "n_layers": layers,
+        "growth": growth,
+        "in_channels": shapes.dim(first, 1),
+        "out_channels": shapes.dim(last),
+    }
+    return Detected("rdn", scale, args, layout)
+
+
+register_detector("rdn", detect_rdn, layouts=_LAYOUTS)

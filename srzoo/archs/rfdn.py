@@ -24,10 +24,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ArgumentError
-from ..registry import ModelSpec, Paper, WeightSpec, register_model
+from ..registry import (
+    Detected,
+    ModelSpec,
+    Paper,
+    Shapes,
+    WeightSpec,
+    register_detector,
+    register_model,
+    shuffle_split,
+)
 from ._blocks import DistillationNet, image_forward
 
-__all__ = ["ESA", "RFDB", "RFDN"]
+__all__ = ["ESA", "RFDB", "RFDN", "detect_rfdn"]
 
 # ESA reduces its input with a stride-2 3x3 convolution and a 7x7 max pool of stride 3:
 # anything smaller than this on either side leaves nothing to pool.
@@ -177,3 +186,48 @@ register_model(
         ),
     )
 )
+
+
+_LAYOUTS = {
+    "official": (
+        "fea_conv.weight",
+        "B1.c1_d.weight",
+        "B1.esa.conv1.weight",
+        "c.0.weight",
+        "LR_conv.weight",
+        "upsampler.0.weight",
+    ),
+}
+
+
+def detect_rfdn(shapes: Shapes) -> Detected | None:
+    """Recognise an RFDN checkpoint (njulj/RFDN keys) from its shapes.
+
+    Reads ``in_nc``, ``nf``, ``num_modules`` and the scale with ``out_nc`` from the pixel-shuffle
+    head (``out_nc`` is taken equal to ``in_nc`` where that fits, else 3, else 1). Not in the
+    weights, so the default: ``rgb_range`` 255 (the official weights' range).
+
+    Args:
+        shapes: The checkpoint's keys and shapes.
+
+    Returns:
+        What it is, or ``None`` when it is not an RFDN.
+    """
+    if not shapes.has(*_LAYOUTS["official"]):
+        return None
+    blocks = shapes.indices(r"B(\d+)\.c1_d\.weight")
+    in_nc, nf = shapes.dim("fea_conv.weight", 1), shapes.dim("fea_conv.weight")
+    scale, out_nc = shuffle_split(shapes.dim("upsampler.0.weight"), in_nc)
+    if blocks != list(range(1, len(blocks) + 1)) or not scale:
+        return None
+    args = {
+        "in_nc": in_nc,
+        "out_nc": out_nc,
+        "nf": nf,
+        "num_modules": len(blocks),
+        "rgb_range": 255.0,
+    }
+    return Detected("rfdn", scale, args, "official")
+
+
+register_detector("rfdn", detect_rfdn, layouts=_LAYOUTS)

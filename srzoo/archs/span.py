@@ -47,10 +47,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ArgumentError
-from ..registry import ModelSpec, Paper, WeightSpec, register_model
+from ..registry import (
+    Detected,
+    ModelSpec,
+    Paper,
+    Shapes,
+    WeightSpec,
+    register_detector,
+    register_model,
+    shuffle_split,
+)
 from ._blocks import DIV2K_RGB_MEAN, image_forward, pixel_shuffle_head, receptive_radius
 
-__all__ = ["SPAB", "SPAN", "Conv3XC"]
+__all__ = ["SPAB", "SPAN", "Conv3XC", "detect_span"]
 
 _ConvT = TypeVar("_ConvT", bound="Conv3XC")
 _S = TypeVar("_S", bound="SPAN")
@@ -344,3 +353,49 @@ register_model(
         ),
     )
 )
+
+
+_LAYOUTS = {
+    "official": (
+        "conv_1.sk.weight",
+        "block_1.c1_r.sk.weight",
+        "block_6.c3_r.sk.weight",
+        "conv_cat.weight",
+        "conv_2.sk.weight",
+        "upsampler.0.weight",
+    ),
+}
+
+
+def detect_span(shapes: Shapes) -> Detected | None:
+    """Recognise a SPAN checkpoint (hongyuanyu/SPAN / spandrel keys) from its shapes.
+
+    Reads ``num_in_ch``, ``feature_channels`` and the scale with ``num_out_ch`` from the
+    pixel-shuffle head (``num_out_ch`` is taken equal to ``num_in_ch`` where that fits, else 3,
+    else 1). Not in the weights, so defaults: ``img_range`` 255 and the DIV2K ``rgb_mean``
+    (as spandrel assumes). A file marked ``no_norm`` (a network trained without the mean
+    shift) is not one srzoo builds.
+
+    Args:
+        shapes: The checkpoint's keys and shapes.
+
+    Returns:
+        What it is, or ``None`` when it is not a SPAN.
+    """
+    if not shapes.has(*_LAYOUTS["official"]) or "no_norm" in shapes:
+        return None
+    in_ch, feats = shapes.dim("conv_1.sk.weight", 1), shapes.dim("conv_1.sk.weight")
+    scale, out_ch = shuffle_split(shapes.dim("upsampler.0.weight"), in_ch)
+    if not scale or in_ch not in (1, 3):
+        return None
+    args: dict[str, object] = {
+        "num_in_ch": in_ch,
+        "num_out_ch": out_ch,
+        "feature_channels": feats,
+    }
+    if in_ch == 1:
+        args["rgb_mean"] = (0.5,)  # one value per channel; a Y network's mean is not stored
+    return Detected("span", scale, args, "official")
+
+
+register_detector("span", detect_span, layouts=_LAYOUTS)

@@ -31,10 +31,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ArgumentError
-from ..registry import ModelSpec, Paper, register_model
+from ..registry import Detected, ModelSpec, Paper, Shapes, register_detector, register_model
 from ._blocks import image_forward, matlab_bicubic_upsample, receptive_radius
 
-__all__ = ["SRCNN"]
+__all__ = ["SRCNN", "detect_srcnn"]
 
 
 class SRCNN(nn.Module):
@@ -105,3 +105,34 @@ register_model(
         defaults={"n1": 64, "n2": 32, "f1": 9, "f2": 5, "f3": 5},
     )
 )
+
+
+_LAYOUTS = {"official": ("conv1.weight", "conv2.weight", "conv3.weight")}
+_KEYS = {f"conv{i}.{kind}" for i in (1, 2, 3) for kind in ("weight", "bias")}
+_SCALES = (2, 3, 4)
+_DEFAULT_SCALE = 3
+
+
+def detect_srcnn(shapes: Shapes) -> Detected | None:
+    """Recognise an SRCNN checkpoint (yjn870/SRCNN-pytorch keys) from its shapes.
+
+    Reads ``n1``, ``n2`` and the kernel sizes ``f1``, ``f2``, ``f3``. The network enlarges its
+    input by bicubic interpolation first, so its tensors are the same at every scale: x3 (the
+    paper's) is the default and ``Detected.scales`` lists (2, 3, 4).
+
+    Args:
+        shapes: The checkpoint's keys and shapes.
+
+    Returns:
+        What it is, or ``None`` when it is not an SRCNN.
+    """
+    if set(shapes) != _KEYS:
+        return None
+    c1, c2, c3 = (shapes[f"conv{i}.weight"] for i in (1, 2, 3))
+    if len(c1) != 4 or c1[1] != 1 or c3[0] != 1 or c2[1] != c1[0] or c3[1] != c2[0]:
+        return None
+    args = {"n1": c1[0], "n2": c2[0], "f1": c1[2], "f2": c2[2], "f3": c3[2]}
+    return Detected("srcnn", _DEFAULT_SCALE, args, "official", scales=_SCALES)
+
+
+register_detector("srcnn", detect_srcnn, layouts=_LAYOUTS)

@@ -32,10 +32,10 @@ import torch
 from torch import nn
 
 from ..errors import UnsupportedScaleError
-from ..registry import ModelSpec, Paper, register_model
+from ..registry import Detected, ModelSpec, Paper, Shapes, register_detector, register_model
 from ._blocks import FieldStep, conv3x3, image_forward, receptive_radius, shuffle_factors
 
-__all__ = ["DenseBlock", "SRDenseNet"]
+__all__ = ["DenseBlock", "SRDenseNet", "detect_srdensenet"]
 
 
 class DenseBlock(nn.Module):
@@ -152,3 +152,51 @@ register_model(
         defaults={"n_blocks": 8, "n_layers": 8, "growth": 16, "bottleneck": 256},
     )
 )
+
+
+_LAYOUTS = {
+    "official": (
+        "low_level.0.weight",
+        "blocks.0.layers.0.0.weight",
+        "bottleneck.0.weight",
+        "deconv.0.weight",
+        "reconstruction.weight",
+    ),
+}
+
+
+def detect_srdensenet(shapes: Shapes) -> Detected | None:
+    """Recognise an SRDenseNet checkpoint (srzoo's keys; no official PyTorch weights exist).
+
+    Reads ``n_blocks``, ``n_layers``, ``growth``, ``bottleneck``, the image channels and the
+    number of deconvolution stages: two are x4; one stage (a transposed convolution whose
+    kernel is the same for a stride of 2 or 3) is x2 by default, and ``Detected.scales`` lists
+    (2, 3).
+
+    Args:
+        shapes: The checkpoint's keys and shapes.
+
+    Returns:
+        What it is, or ``None`` when it is not an SRDenseNet.
+    """
+    if not shapes.has(*_LAYOUTS["official"]):
+        return None
+    blocks = shapes.count(r"blocks\.(\d+)\.layers\.0\.0\.weight")
+    layers = shapes.count(r"blocks\.0\.layers\.(\d+)\.0\.weight")
+    stages = shapes.indices(r"deconv\.(\d+)\.weight")
+    if not blocks or not layers or stages not in ([0], [0, 2]):
+        return None
+    args = {
+        "n_blocks": blocks,
+        "n_layers": layers,
+        "growth": shapes.dim("blocks.0.layers.0.0.weight"),
+        "bottleneck": shapes.dim("bottleneck.0.weight"),
+        "in_channels": shapes.dim("low_level.0.weight", 1),
+        "out_channels": shapes.dim("reconstruction.weight"),
+    }
+    if len(stages) == 2:
+        return Detected("srdensenet", 4, args, "official")
+    return Detected("srdensenet", 2, args, "official", scales=(2, 3))
+
+
+register_detector("srdensenet", detect_srdensenet, layouts=_LAYOUTS)

@@ -31,7 +31,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UnsupportedScaleError
-from ..registry import ModelSpec, Paper, StateDict, WeightSpec, register_model
+from ..registry import (
+    Detected,
+    ModelSpec,
+    Paper,
+    Shapes,
+    StateDict,
+    WeightSpec,
+    register_detector,
+    register_model,
+    shuffle_factor,
+)
 from ._blocks import (
     FieldStep,
     conv3x3,
@@ -42,7 +52,7 @@ from ._blocks import (
     upsampler_steps,
 )
 
-__all__ = ["MSRResNet", "ResidualBlockNoBN", "SRResNet", "convert_msrresnet"]
+__all__ = ["MSRResNet", "ResidualBlockNoBN", "SRResNet", "convert_msrresnet", "detect_srresnet"]
 
 
 class _ResidualConvBlock(nn.Module):
@@ -296,3 +306,82 @@ register_model(
         weights=_MSRRESNET_WEIGHTS,
     )
 )
+
+
+_LAYOUTS = {
+    "srresnet": (
+        "conv1.0.weight",
+        "trunk.0.rcb.0.weight",
+        "conv2.0.weight",
+        "upsampling.0.upsample_block.0.weight",
+        "conv3.weight",
+    ),
+    "basicsr": (
+        "conv_first.weight",
+        "body.0.conv1.weight",
+        "upconv1.weight",
+        "conv_hr.weight",
+        "conv_last.weight",
+    ),
+    "kair": (
+        "conv_first.weight",
+        "recon_trunk.0.conv1.weight",
+        "upconv1.weight",
+        "HRconv.weight",
+        "conv_last.weight",
+    ),
+}
+
+
+def detect_srresnet(shapes: Shapes) -> Detected | None:
+    """Recognise an SRResNet (Lornatang/SRGAN-PyTorch keys) or an MSRResNet (BasicSR or KAIR).
+
+    SRResNet: reads ``channels``, ``num_blocks``, the image channels and the scale (its
+    upsampling stages). The SRGAN generator is the same network trained differently, which the
+    weights cannot tell: such files are named ``srresnet``.
+
+    MSRResNet: reads ``num_feat``, ``num_block``, the image channels and the scale (x4 has two
+    upsampling convolutions; x2 and x3 one, widened by ``scale**2``).
+
+    Args:
+        shapes: The checkpoint's keys and shapes.
+
+    Returns:
+        What it is, or ``None`` when it is neither.
+    """
+    if shapes.has(*_LAYOUTS["srresnet"]):
+        channels = shapes.dim("conv1.0.weight")
+        blocks = shapes.count(r"trunk\.(\d+)\.rcb\.0\.weight")
+        scale = shapes.stacked_shuffle_scale("upsampling.", ".upsample_block.0.weight", channels)
+        if not blocks or not scale:
+            return None
+        args = {
+            "channels": channels,
+            "num_blocks": blocks,
+            "in_channels": shapes.dim("conv1.0.weight", 1),
+            "out_channels": shapes.dim("conv3.weight"),
+        }
+        return Detected("srresnet", scale, args, "srresnet")
+    layout = next((n for n in ("basicsr", "kair") if shapes.has(*_LAYOUTS[n])), "")
+    if not layout:
+        return None
+    trunk = "body" if layout == "basicsr" else "recon_trunk"
+    nf = shapes.dim("conv_first.weight")
+    blocks = shapes.count(rf"{trunk}\.(\d+)\.conv1\.weight")
+    first = shuffle_factor(shapes.dim("upconv1.weight"), nf)
+    if shapes.has("upconv2.weight"):
+        scale = 4 if first == 2 and shuffle_factor(shapes.dim("upconv2.weight"), nf) == 2 else 0
+    else:
+        scale = first if first in (2, 3) else 0
+    if not blocks or not scale:
+        return None
+    args = {
+        "num_feat": nf,
+        "num_block": blocks,
+        "num_in_ch": shapes.dim("conv_first.weight", 1),
+        "num_out_ch": shapes.dim("conv_last.weight"),
+    }
+    return Detected("msrresnet", scale, args, layout)
+
+
+register_detector("srresnet", detect_srresnet, layouts=_LAYOUTS)

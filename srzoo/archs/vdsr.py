@@ -30,10 +30,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ArgumentError
-from ..registry import ModelSpec, Paper, register_model
+from ..registry import Detected, ModelSpec, Paper, Shapes, register_detector, register_model
 from ._blocks import image_forward, matlab_bicubic_upsample, receptive_radius
 
-__all__ = ["VDSR", "ConvReLU"]
+__all__ = ["VDSR", "ConvReLU", "detect_vdsr"]
 
 
 class ConvReLU(nn.Module):
@@ -103,3 +103,35 @@ register_model(
         defaults={"depth": 20, "n_feats": 64},
     )
 )
+
+
+_LAYOUTS = {
+    "official": ("input.weight", "residual_layer.0.conv.weight", "output.weight"),
+}
+_SCALES = (2, 3, 4)
+_DEFAULT_SCALE = 4
+
+
+def detect_vdsr(shapes: Shapes) -> Detected | None:
+    """Recognise a VDSR checkpoint (twtygqyy/pytorch-vdsr keys) from its shapes.
+
+    Reads ``depth`` and ``n_feats``. The network enlarges its input by bicubic interpolation
+    first and the paper trains one model for x2, x3 and x4, so the tensors do not tell the
+    scale: x4 (the module's default) is the default and ``Detected.scales`` lists (2, 3, 4).
+
+    Args:
+        shapes: The checkpoint's keys and shapes.
+
+    Returns:
+        What it is, or ``None`` when it is not a VDSR.
+    """
+    if not shapes.has(*_LAYOUTS["official"]):
+        return None
+    hidden = shapes.count(r"residual_layer\.(\d+)\.conv\.weight")
+    if not hidden or shapes.dim("input.weight", 1) != 1 or shapes.dim("output.weight") != 1:
+        return None
+    args = {"depth": hidden + 2, "n_feats": shapes.dim("input.weight")}
+    return Detected("vdsr", _DEFAULT_SCALE, args, "official", scales=_SCALES)
+
+
+register_detector("vdsr", detect_vdsr, layouts=_LAYOUTS)

@@ -44,11 +44,12 @@ CheckpointFormat = Literal["safetensors", "zip", "pickle"]
 PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".tar")
 """Names PyTorch checkpoints usually end in (a hint for telling paths from tags, nothing more)."""
 
-WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model", "net_g", "generator")
+WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model", "net_g", "generator", "net")
 """Keys that training frameworks wrap a state dict in, in order of preference (EMA first)."""
 
-PREFIXES = ("module.", "_orig_mod.")
-"""Key prefixes added by ``DataParallel`` / ``DistributedDataParallel`` and ``torch.compile``."""
+PREFIXES = ("module.", "_orig_mod.", "netG.")
+"""Key prefixes added by ``DataParallel`` / ``DistributedDataParallel`` and ``torch.compile``,
+and the generator prefix of pix2pix-style GAN trainers (``netG.``)."""
 
 _CHUNK = 1 << 20
 # A safetensors file starts with the little-endian length of its JSON header, then the header.
