@@ -10,7 +10,7 @@ Example:
 
 from __future__ import annotations
 
-from . import contract, metrics
+from . import contract, discriminators, metrics
 from ._version import __version__
 from .api import DEFAULT_MODEL, DEFAULT_WEIGHTS, create, load, load_default, load_file
 from .compare import compare
@@ -19,6 +19,7 @@ from .detect import detect
 from .errors import (
     ArgumentError,
     ArgumentTypeError,
+    ExportError,
     ImageReadError,
     IncompatibleWeightsError,
     MissingDependencyError,
@@ -31,6 +32,7 @@ from .errors import (
     WeightsError,
 )
 from .evaluation import EvalResult, evaluate
+from .export import export_onnx
 from .hub import save_pretrained
 from .inference import upscale
 from .registry import (
@@ -52,6 +54,7 @@ __all__ = [
     "ArgumentTypeError",
     "Detected",
     "EvalResult",
+    "ExportError",
     "ImageReadError",
     "IncompatibleWeightsError",
     "MissingDependencyError",
@@ -73,8 +76,10 @@ __all__ = [
     "contract",
     "create",
     "detect",
+    "discriminators",
     "download",
     "evaluate",
+    "export_onnx",
     "list_models",
     "load",
     "load_default",

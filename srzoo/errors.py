@@ -11,6 +11,7 @@ from collections.abc import Sequence
 __all__ = [
     "ArgumentError",
     "ArgumentTypeError",
+    "ExportError",
     "ImageReadError",
     "IncompatibleWeightsError",
     "MissingDependencyError",
@@ -44,6 +45,10 @@ class ArgumentTypeError(SrzooError, TypeError):
 
 class MissingDependencyError(SrzooError, ImportError):
     """An optional package a feature needs is not installed; the message names the extra."""
+
+
+class ExportError(SrzooError, RuntimeError):
+    """A model that cannot be exported (to ONNX), or whose exported file disagrees with it."""
 
 
 class ImageReadError(SrzooError, ValueError):
