@@ -181,7 +181,8 @@ def check_onnx(
 
     Raises:
         MissingDependencyError: onnxruntime is missing.
-        ExportError: A difference above 1e-4 of the output's peak magnitude, or a wrong shape.
+        ExportError: onnxruntime cannot run the file at a size, or its output has the wrong
+            shape or differs by more than 1e-4 of the output's peak magnitude.
     """
     ort: Any = _require("onnxruntime")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -193,7 +194,14 @@ def check_onnx(
         x = _example(net, size, batch)
         with torch.inference_mode():
             expected = net(x).float().cpu()
-        got = torch.from_numpy(session.run(None, {input_name: x.cpu().numpy()})[0])
+        try:
+            got = torch.from_numpy(session.run(None, {input_name: x.cpu().numpy()})[0])
+        except Exception as e:  # onnxruntime's own error types
+            raise ExportError(
+                f"the ONNX file of {type(net).__name__} fails in onnxruntime at "
+                f"{size[0]}x{size[1]} (the traced graph does not hold for that size): "
+                f"{_root_cause(e)}"
+            ) from e
         if scale is not None and tuple(got.shape[-2:]) != (size[0] * scale, size[1] * scale):
             raise ExportError(
                 f"the ONNX file of {type(net).__name__} gives shape {tuple(got.shape)} for a "
