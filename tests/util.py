@@ -246,6 +246,11 @@ TINY: dict[str, dict[str, Any]] = {
     # TINY:swin2sr
     # TINY:hat
     # TINY:dat
+    # RLFN: two blocks, 4 channels in the attention branch; the challenge model's pruned middle.
+    "rlfn": {"feature_channels": 8, "num_blocks": 2, "esa_channels": 4},
+    "rlfn-s": {"feature_channels": 8, "num_blocks": 2, "esa_channels": 4},
+    "rlfn-ntire": {"feature_channels": 8, "mid_channels": 12, "num_blocks": 2, "esa_channels": 4},
+    "safmn-ntire2023": {"dim": 8, "n_blocks": 2},
     # TINY:detect
 }
 
@@ -295,5 +300,9 @@ NARROW: dict[str, dict[str, Any]] = {
     # NARROW:swin2sr
     # NARROW:hat
     # NARROW:dat
+    "rlfn": {"feature_channels": 4, "esa_channels": 2},  # LeakyReLU keeps the paths alive
+    "rlfn-s": {"feature_channels": 4, "esa_channels": 2},
+    "rlfn-ntire": {"feature_channels": 4, "mid_channels": 4, "esa_channels": 2},
+    "safmn-ntire2023": {"dim": 4},  # one channel per pooling level
     # NARROW:detect
 }

@@ -7,10 +7,18 @@ Parameter names follow sunny2109/SAFMN ``basicsr/archs/safmn_arch.py`` (identica
 SAFMN), so the official ``SAFMN_DF2K_x{2,3,4}.pth`` files load once the BasicSR ``params`` wrapper
 is removed (which srzoo's reader does).
 
-Only the efficient-SR model (``safmn``) is registered. The large classic-SR files
-(``SAFMN_L_DF2K_x*.pth``) are twice the size of one copy of their parameters, so they probably
-hold ``params_ema`` beside ``params``; srzoo's reader prefers ``params_ema`` while the authors
-evaluate ``params``, so they are left out until their contents are checked.
+The efficient-SR model (``safmn``) is registered, and beside it the variant its authors entered
+in the NTIRE 2023 efficient super-resolution challenge (``safmn-ntire2023``, :class:`SAFMNNTIRE`,
+with the keys of ``NTIRE2023_ESR/models/team15_SAFMN.py``, the same code as
+``basicsr/archs/safmn_ntire_arch.py``): one GRN (global response normalisation) after the first
+convolution instead of two LayerNorms in every block, bias-free SAFM and channel-mixer
+convolutions, pooling levels one octave coarser, no long skip over the blocks, and a bilinear
+enlargement of the input added to the output.
+
+The large classic-SR files (``SAFMN_L_DF2K_x*.pth``) are twice the size of one copy of their
+parameters, so they probably hold ``params_ema`` beside ``params``; srzoo's reader prefers
+``params_ema`` while the authors evaluate ``params``, so they are left out until their contents
+are checked.
 
 Besides the authors' weights, ``safmn`` carries srzoo's own weights (tag ``"srzoo"``), which ship
 inside the package and are its offline default model (see ``srzoo.DEFAULT_MODEL``).
@@ -18,7 +26,8 @@ inside the package and are its offline default model (see ``srzoo.DEFAULT_MODEL`
 SAFMN declares no receptive-field radius (``receptive_field = None``): each SAFM max-pools its
 features to ``(h // 2**i, w // 2**i)`` of the image's size, so the pooling windows follow the
 size of the image and a grid anchored at its corner, and no tile overlap reproduces the whole
-image's output.
+image's output. The NTIRE 2023 variant's GRN is global besides: it divides by norms taken over
+the whole image.
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ from ..errors import ArgumentError
 from ..registry import ModelSpec, Paper, ReportedMetric, WeightSpec, register_model, set5_set14
 from ._blocks import image_forward, pixel_shuffle_head
 
-__all__ = ["CCM", "SAFM", "SAFMN", "AttBlock", "LayerNorm2d"]
+__all__ = ["CCM", "GRN", "SAFM", "SAFMN", "SAFMNNTIRE", "AttBlock", "LayerNorm2d"]
 
 
 class LayerNorm2d(nn.Module):
@@ -59,24 +68,30 @@ class LayerNorm2d(nn.Module):
 class SAFM(nn.Module):
     """Spatially-adaptive feature modulation: multi-scale depth-wise features gate the input.
 
-    The channels are split into ``n_levels`` groups; group ``i`` is max-pooled to
-    ``1 / 2**i`` of the input size, filtered, and upsampled back.
+    The channels are split into ``n_levels`` groups; group ``i >= 1`` is max-pooled to
+    ``1 / 2**(i + pool_shift)`` of the input size, filtered, and upsampled back.
 
     Args:
         dim: Feature channels (a multiple of ``n_levels``).
         n_levels: Number of scales.
+        bias: Whether the convolutions have biases (not in the NTIRE 2023 variant).
+        pool_shift: Octaves added to every pooled level (0 in the paper's model, 1 in the
+            NTIRE 2023 variant).
     """
 
-    def __init__(self, *, dim: int, n_levels: int = 4) -> None:
+    def __init__(
+        self, *, dim: int, n_levels: int = 4, bias: bool = True, pool_shift: int = 0
+    ) -> None:
         super().__init__()
         if dim % n_levels:
             raise ArgumentError(f"SAFM: dim ({dim}) must be a multiple of n_levels ({n_levels})")
         self.n_levels = n_levels
+        self.pool_shift = pool_shift
         chunk = dim // n_levels
         self.mfr = nn.ModuleList(
-            nn.Conv2d(chunk, chunk, 3, padding=1, groups=chunk) for _ in range(n_levels)
+            nn.Conv2d(chunk, chunk, 3, padding=1, groups=chunk, bias=bias) for _ in range(n_levels)
         )
-        self.aggr = nn.Conv2d(dim, dim, 1)
+        self.aggr = nn.Conv2d(dim, dim, 1, bias=bias)
         self.act = nn.GELU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -84,9 +99,10 @@ class SAFM(nn.Module):
         chunks = x.chunk(self.n_levels, dim=1)
         out = [self.mfr[0](chunks[0])]
         for i in range(1, self.n_levels):
-            # The original pools to (h // 2**i, w // 2**i), which is empty for inputs smaller
-            # than 2**i; one pixel (a global max) is the natural limit there.
-            size = (max(h >> i, 1), max(w >> i, 1))
+            # The original pools to (h // 2**k, w // 2**k), which is empty for inputs smaller
+            # than 2**k; one pixel (a global max) is the natural limit there.
+            k = i + self.pool_shift
+            size = (max(h >> k, 1), max(w >> k, 1))
             s = self.mfr[i](F.adaptive_max_pool2d(chunks[i], size))
             out.append(F.interpolate(s, size=(h, w), mode="nearest"))
         return self.act(self.aggr(torch.cat(out, dim=1))) * x
@@ -98,13 +114,16 @@ class CCM(nn.Module):
     Args:
         dim: Feature channels.
         growth_rate: Expansion of the hidden layer.
+        bias: Whether the convolutions have biases (not in the NTIRE 2023 variant).
     """
 
-    def __init__(self, *, dim: int, growth_rate: float = 2.0) -> None:
+    def __init__(self, *, dim: int, growth_rate: float = 2.0, bias: bool = True) -> None:
         super().__init__()
         hidden = int(dim * growth_rate)
         self.ccm = nn.Sequential(
-            nn.Conv2d(dim, hidden, 3, padding=1), nn.GELU(), nn.Conv2d(hidden, dim, 1)
+            nn.Conv2d(dim, hidden, 3, padding=1, bias=bias),
+            nn.GELU(),
+            nn.Conv2d(hidden, dim, 1, bias=bias),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -117,14 +136,16 @@ class AttBlock(nn.Module):
     Args:
         dim: Feature channels.
         ffn_scale: Expansion of the channel mixer.
+        ntire2023: The NTIRE 2023 variant's block: no norms (they hold no tensors then), no
+            biases in SAFM and CCM, and SAFM's pooling one octave coarser.
     """
 
-    def __init__(self, *, dim: int, ffn_scale: float = 2.0) -> None:
+    def __init__(self, *, dim: int, ffn_scale: float = 2.0, ntire2023: bool = False) -> None:
         super().__init__()
-        self.norm1 = LayerNorm2d(dim)
-        self.norm2 = LayerNorm2d(dim)
-        self.safm = SAFM(dim=dim)
-        self.ccm = CCM(dim=dim, growth_rate=ffn_scale)
+        self.norm1: nn.Module = nn.Identity() if ntire2023 else LayerNorm2d(dim)
+        self.norm2: nn.Module = nn.Identity() if ntire2023 else LayerNorm2d(dim)
+        self.safm = SAFM(dim=dim, bias=not ntire2023, pool_shift=int(ntire2023))
+        self.ccm = CCM(dim=dim, growth_rate=ffn_scale, bias=not ntire2023)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.safm(self.norm1(x)) + x
@@ -166,6 +187,79 @@ class SAFMN(nn.Module):
         x = self.to_feat(x)
         # The trunk runs channels-last (see LayerNorm2d); hand back an ordinary NCHW tensor.
         return self.to_img(self.feats(x) + x).contiguous()
+
+
+class GRN(nn.Module):
+    """Global response normalisation (ConvNeXt V2) over an ``(N, C, H, W)`` tensor.
+
+    Each channel's L2 norm over the whole image, divided by the mean of those norms over the
+    channels, scales the features: ``gamma * (x * n) + beta + x``. A global operation: every
+    output pixel depends on every input pixel.
+
+    Args:
+        dim: Number of channels.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.zeros(1, dim, 1, 1))
+        self.beta = nn.Parameter(torch.zeros(1, dim, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Sum of squares over a whole image overflows float16; the (N, C, 1, 1) ratio is cheap
+        # in float32 (or wider) and the same computation for float32 input.
+        wide = torch.promote_types(x.dtype, torch.float32)
+        gx = torch.linalg.vector_norm(x, dim=(2, 3), keepdim=True, dtype=wide)
+        nx = (gx / (gx.mean(dim=1, keepdim=True) + 1e-6)).to(x.dtype)
+        return self.gamma * (x * nx) + self.beta + x
+
+
+class SAFMNNTIRE(nn.Module):
+    """SAFMN as entered in the NTIRE 2023 efficient super-resolution challenge.
+
+    ``to_feat`` -> :class:`GRN` (``norm``) -> ``n_blocks`` bias-free, norm-free feature mixing
+    modules -> ``to_img`` (a sub-pixel head), plus the input enlarged bilinearly. Takes RGB in
+    [0, 1] like the original. Works at any input size; below 16 pixels on a side the coarsest
+    pooling levels are clamped to one pixel (the original fails there).
+
+    Args:
+        scale: Upscaling factor (any positive integer; x4 was released).
+        dim: Feature channels (a multiple of 4).
+        n_blocks: Number of feature mixing modules.
+        ffn_scale: Expansion of each channel mixer.
+
+    Example:
+        >>> net = SAFMNNTIRE(scale=4)
+        >>> net(torch.rand(1, 3, 32, 32)).shape
+        torch.Size([1, 3, 128, 128])
+    """
+
+    def __init__(
+        self, *, scale: int = 4, dim: int = 36, n_blocks: int = 8, ffn_scale: float = 2.0
+    ) -> None:
+        super().__init__()
+        if scale < 1:
+            raise ArgumentError(f"SAFMNNTIRE: scale must be a positive integer, got {scale}")
+        self.scale = scale
+        self.in_channels = 3
+        self.out_channels = 3
+        # GRN normalises by norms over the whole image, and the pooling follows its size.
+        self.receptive_field: int | None = None
+        self.norm = GRN(dim)
+        self.to_feat = nn.Conv2d(3, dim, 3, padding=1)
+        self.feats = nn.Sequential(
+            *(AttBlock(dim=dim, ffn_scale=ffn_scale, ntire2023=True) for _ in range(n_blocks))
+        )
+        self.to_img = pixel_shuffle_head(dim, 3, scale)
+
+    @image_forward
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        # size= maps coordinates with in/out = 1/scale, exactly as the original's scale_factor.
+        base = F.interpolate(
+            x, size=(h * self.scale, w * self.scale), mode="bilinear", align_corners=False
+        )
+        return self.to_img(self.feats(self.norm(self.to_feat(x)))) + base
 
 
 _PAPER = Paper(
@@ -277,5 +371,34 @@ register_model(
         description="SAFMN (efficient SR): 8 feature mixing modules, 36 features",
         defaults={"dim": 36, "n_blocks": 8, "ffn_scale": 2.0},
         weights=_weights("SAFMN_DF2K", "efficient SR", _SAFMN) + _srzoo_weights(),
+    )
+)
+
+
+register_model(
+    ModelSpec(
+        name="safmn-ntire2023",
+        family="safmn",
+        builder=SAFMNNTIRE,
+        scales=(2, 3, 4),
+        paper=_PAPER,
+        code_license="Apache-2.0",
+        description="SAFMN (NTIRE 2023 challenge): GRN, bias-free mixers, 8 blocks, 36 features",
+        defaults={"dim": 36, "n_blocks": 8, "ffn_scale": 2.0},
+        weights=(
+            WeightSpec(
+                scale=4,
+                source=f"{_HF}/SAFMN_NTIRE_ESR_x4.pth",
+                sha256="93fe3d7175ef1446cfcb3a884ddf8bbb4391f31190e9d1bf6c6c1cb768f8b565",
+                size=971_051,
+                input_range="0-1",
+                train_data="DIV2K + Flickr2K (DF2K), NTIRE 2023 efficient SR challenge",
+                license="Apache-2.0",
+                sha256_note=(
+                    f"{_NOTE}; the same bytes as the challenge file committed to sunny2109/SAFMN "
+                    "(NTIRE2023_ESR/model_zoo/team15_SAFMN.pth)"
+                ),
+            ),
+        ),
     )
 )
