@@ -21,7 +21,9 @@ from srzoo import registry
 from srzoo.detect import detect_file, read_shapes
 from srzoo.errors import ArgumentError, ArgumentTypeError, IncompatibleWeightsError, WeightsError
 from srzoo.registry import Detected, ModelSpec, Paper, Shapes, WeightSpec
+from srzoo.weights.sources import PACKAGE_DATA
 
+from .archs.reference_ntire import RefRLFN, RefSAFMNNTIRE
 from .archs.test_esrgan import _basicsr as esrgan_basicsr
 from .archs.test_esrgan import _kair as esrgan_kair
 from .util import CHECKPOINTS, randomize_, require_shared
@@ -210,6 +212,35 @@ CASES = [
         _rdn_edsr_pytorch(1),
     ),
     *(Case("rfdn", s, {"nf": 12, "num_modules": n}) for s, n in ((2, 1), (4, 3))),
+    *(
+        Case("rlfn", s, {"feature_channels": 12, "num_blocks": n, "esa_channels": 4})
+        for s, n in ((2, 1), (3, 2), (4, 2))
+    ),
+    Case(
+        "rlfn-s",
+        4,
+        {"feature_channels": 48, "num_blocks": 1, "esa_channels": 4},
+        wrapper="module.",
+    ),
+    Case(
+        "rlfn-ntire",
+        2,
+        {"feature_channels": 10, "mid_channels": 12, "num_blocks": 2, "esa_channels": 4},
+    ),
+    *(
+        Case("safmn", s, {"dim": d, "n_blocks": n, "ffn_scale": f}, wrapper=w)
+        for s, d, n, f, w in (
+            (2, 8, 1, 2.0, None),
+            (3, 12, 2, 1.5, "params"),
+            (4, 16, 1, 1.75, None),
+        )
+    ),
+    *(
+        Case(
+            "safmn-ntire2023", s, {"dim": d, "n_blocks": n, "ffn_scale": f}, "ntire2023", wrapper=w
+        )
+        for s, d, n, f, w in ((2, 8, 2, 2.0, "params"), (4, 12, 1, 1.5, None))
+    ),
     *(Case("span", s, {"feature_channels": f}, wrapper="params_ema") for s, f in ((2, 8), (4, 12))),
     Case("srcnn", 3, {"n1": 8, "n2": 4, "f1": 9, "f2": 1, "f3": 5}, channels=1, scales=(2, 3, 4)),
     *(
@@ -376,6 +407,139 @@ def test_rrdbnet_layouts_against_spandrel(
     model = srzoo.load_file(path)
     with torch.no_grad():
         torch.testing.assert_close(model(x), ref(x), atol=1e-4, rtol=1e-4)
+
+
+# --------------------------------------------------------------------------------------------
+# RLFN and SAFMN-NTIRE from the upstream stand-ins; the families that share blocks told apart
+# --------------------------------------------------------------------------------------------
+
+
+def _rlfn_in_unit_range(ref: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    # Every released RLFN works in 0..255; srzoo's takes and returns [0, 1].
+    return lambda x: ref(x * 255.0) / 255.0
+
+
+@pytest.mark.parametrize(
+    ("name", "scale", "layout", "make", "args"),
+    [
+        (
+            "rlfn-ntire",
+            4,
+            "ntire2022",
+            lambda: RefRLFN(nf=10, nb=4, upscale=4, mf=12, esa=4, ntire2022_names=True),
+            {"feature_channels": 10, "mid_channels": 12, "num_blocks": 4, "esa_channels": 4},
+        ),
+        (
+            "rlfn",
+            3,
+            "ntire2022",  # the challenge repository's names on an unpruned network
+            lambda: RefRLFN(nf=8, nb=2, upscale=3, esa=4, ntire2022_names=True),
+            {"feature_channels": 8, "mid_channels": None, "num_blocks": 2, "esa_channels": 4},
+        ),
+        (
+            "rlfn",
+            2,
+            "official",
+            lambda: RefRLFN(nf=12, nb=2, upscale=2, esa=4),
+            {"feature_channels": 12, "mid_channels": None, "num_blocks": 2, "esa_channels": 4},
+        ),
+        (
+            "safmn-ntire2023",
+            3,
+            "ntire2023",
+            lambda: RefSAFMNNTIRE(8, 2, 1.5, 3),
+            {"dim": 8, "n_blocks": 2, "ffn_scale": 1.5},
+        ),
+    ],
+    ids=["rlfn-ntire-x4-ntire2022", "rlfn-x3-ntire2022", "rlfn-x2-official", "safmn-ntire2023-x3"],
+)
+def test_upstream_stand_ins_are_detected_and_load(
+    tmp_path: Path,
+    name: str,
+    scale: int,
+    layout: str,
+    make: Callable[[], nn.Module],
+    args: dict[str, Any],
+) -> None:
+    ref = randomize_(make(), seed=scale).eval()
+    run = _rlfn_in_unit_range(ref) if name.startswith("rlfn") else ref
+    wrap = (lambda s: {"params": s}) if name.startswith("safmn") else None
+    state = {k: v.detach().clone() for k, v in ref.state_dict().items()}
+    # 17 x 16: the NTIRE 2023 SAFMN needs 16 pixels a side, RLFN 15.
+    x = torch.rand(1, 3, 17, 16, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want = run(x)
+    expected_name = "rlfn-ntire" if layout == "ntire2022" else name
+    for path in _save(tmp_path, "ref", state, wrap):
+        found = srzoo.detect(path)
+        assert (found.name, found.scale, found.layout) == (expected_name, scale, layout)
+        assert found.family == registry.get_spec(name).family and found.scales == ()
+        assert {k: found.model_args[k] for k in args} == args
+        model = srzoo.load_file(path)
+        with torch.no_grad():
+            got = model(x)
+        torch.testing.assert_close(got, want, atol=1e-4 * max(1.0, want.abs().max().item()), rtol=0)
+
+
+def _state(name: str, scale: int, **args: Any) -> StateDict:
+    net = randomize_(srzoo.create(name, scale, **args), seed=scale)
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+def test_rfdn_and_rlfn_share_esa_but_are_told_apart() -> None:
+    from srzoo.archs.rfdn import detect_rfdn
+    from srzoo.archs.rlfn import detect_rlfn
+
+    rfdn = _state("rfdn", 4, nf=12, num_modules=2)
+    # The challenge repository's RLFN names are RFDN's: fea_conv, B1 ..., LR_conv, upsampler.
+    rlfn = dict(RefRLFN(nf=12, nb=2, upscale=4, esa=3, ntire2022_names=True).state_dict())
+    assert {k.split(".")[0] for k in rfdn} >= {k.split(".")[0] for k in rlfn}
+    assert srzoo.detect(rfdn).family == "rfdn"
+    assert srzoo.detect(rlfn).family == "rlfn"
+    assert detect_rlfn(Shapes({k: v.shape for k, v in rfdn.items()})) is None
+    assert detect_rfdn(Shapes({k: v.shape for k, v in rlfn.items()})) is None
+    # SPAN's conv_1 / block_1 names hold re-parameterised convolutions (``.sk``): not RLFN's.
+    assert srzoo.detect(_state("span", 2, feature_channels=8)).family == "span"
+
+
+def test_safmn_and_its_ntire2023_variant_are_told_apart_by_grn() -> None:
+    plain = _state("safmn", 4, dim=8, n_blocks=2)
+    ntire = _state("safmn-ntire2023", 4, dim=8, n_blocks=2)
+    assert (srzoo.detect(plain).name, srzoo.detect(plain).layout) == ("safmn", "official")
+    assert (srzoo.detect(ntire).name, srzoo.detect(ntire).layout) == (
+        "safmn-ntire2023",
+        "ntire2023",
+    )
+    # GRN's tensors beside the paper model's LayerNorms, or the variant with biases: neither is
+    # a network srzoo builds, so neither is guessed.
+    with pytest.raises(WeightsError, match="matches no architecture"):
+        srzoo.detect(
+            {**plain, "norm.gamma": torch.zeros(1, 8, 1, 1), "norm.beta": torch.zeros(1, 8, 1, 1)}
+        )
+    with pytest.raises(WeightsError, match="matches no architecture"):
+        srzoo.detect({**ntire, "feats.0.safm.aggr.bias": torch.zeros(8)})
+
+
+@pytest.mark.parametrize(("dim", "ffn_scale"), [(28, 2.2), (36, 2.0), (12, 1.75)])
+def test_safmn_hidden_width_round_trips(dim: int, ffn_scale: float) -> None:
+    # int(28 * 2.2) is 61, and 28 * (61 / 28) falls just short of 61: the read ratio must
+    # still build 61 channels.
+    with torch.device("meta"):
+        state = srzoo.create("safmn", 2, dim=dim, n_blocks=1, ffn_scale=ffn_scale).state_dict()
+        found = srzoo.detect(state)
+        again = srzoo.create(found.name, found.scale, **found.model_args).state_dict()
+    assert {k: v.shape for k, v in again.items()} == {k: v.shape for k, v in state.items()}
+
+
+def test_the_packaged_safmn_weights_are_detected_from_their_shapes() -> None:
+    for w in srzoo.model_info("safmn").weights:
+        if w.tag != "srzoo":
+            continue
+        path = PACKAGE_DATA / w.source.removeprefix("package://")
+        found = srzoo.detect(path)
+        assert (found.name, found.scale, found.layout) == ("safmn", w.scale, "official")
+        assert found.model_args == {"dim": 36, "n_blocks": 8, "ffn_scale": 2.0}
+        assert detect_file(path).weights == w
 
 
 # --------------------------------------------------------------------------------------------
@@ -610,6 +774,8 @@ def test_every_family_in_scope_has_a_detector() -> None:
         "rcan",
         "rdn",
         "rfdn",
+        "rlfn",
+        "safmn",
         "span",
         "srcnn",
         "srdensenet",
@@ -624,7 +790,13 @@ def test_every_family_in_scope_has_a_detector() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-_SPANDREL_FAMILIES = {"ESRGAN": "esrgan", "Compact": "compact", "RCAN": "rcan", "SPAN": "span"}
+_SPANDREL_FAMILIES = {
+    "ESRGAN": "esrgan",
+    "Compact": "compact",
+    "RCAN": "rcan",
+    "SPAN": "span",
+    "SAFMN": "safmn",
+}
 
 
 @pytest.mark.parametrize(
@@ -638,6 +810,8 @@ _SPANDREL_FAMILIES = {"ESRGAN": "esrgan", "Compact": "compact", "RCAN": "rcan", 
         ("rcan", 3, {"n_resgroups": 2, "n_resblocks": 1, "n_feats": 16, "reduction": 4}, dict),
         ("span", 4, {"feature_channels": 8}, dict),
         ("span", 2, {"feature_channels": 16}, dict),
+        ("safmn", 4, {"dim": 8, "n_blocks": 2}, dict),
+        ("safmn", 3, {"dim": 12, "n_blocks": 1, "ffn_scale": 1.5}, dict),
     ],
 )
 def test_detection_agrees_with_spandrel(

@@ -27,23 +27,29 @@ whatever the overlap (as for RFDN, whose ESA this one trims).
 
 from __future__ import annotations
 
+import re
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ArgumentError
 from ..registry import (
+    Detected,
     ModelSpec,
     Paper,
     ReportedMetric,
+    Shapes,
     StateDict,
     WeightSpec,
+    register_detector,
     register_model,
     set5_set14,
+    shuffle_split,
 )
 from ._blocks import conv3x3, image_forward, pixel_shuffle_head, rename_keys
 
-__all__ = ["ESA", "RLFB", "RLFN", "convert_rlfn"]
+__all__ = ["ESA", "RLFB", "RLFN", "convert_rlfn", "detect_rlfn"]
 
 # ESA reduces its input with a stride-2 3x3 convolution and a 7x7 max pool of stride 3:
 # anything smaller than this on either side leaves nothing to pool.
@@ -368,3 +374,87 @@ register_model(
         ),
     )
 )
+
+
+# bytedance/RLFN's keys, and the NTIRE 2022 repository's (IMDN's names for the same tensors).
+# RFDN's files share the latter's frame (fea_conv, B1.c1_r, B1.c5, B1.esa.conv1, LR_conv,
+# upsampler) but hold distillation convolutions (c1_d ...) and ESA's conv_max / conv3_, which no
+# RLFN has: the detector refuses such files, and RFDN's (which needs B1.c1_d and the fusion
+# ``c.0``) refuses RLFN's, so the two never compete.
+_LAYOUTS = {
+    "official": (
+        "conv_1.weight",
+        "block_1.c1_r.weight",
+        "block_1.c5.weight",
+        "block_1.esa.conv1.weight",
+        "conv_2.weight",
+        "upsampler.0.weight",
+    ),
+    "ntire2022": (
+        "fea_conv.weight",
+        "B1.c1_r.weight",
+        "B1.c5.weight",
+        "B1.esa.conv1.weight",
+        "LR_conv.weight",
+        "upsampler.0.weight",
+    ),
+}
+# name -> (first convolution, block prefix, last low-resolution convolution) of each layout.
+_NAMES = {"official": ("conv_1", "block_", "conv_2"), "ntire2022": ("fea_conv", "B", "LR_conv")}
+# Parts of RFDN's blocks (and of RFDN's ESA) that RLFN's have not.
+_NOT_RLFN = ("c1_d.weight", "c4.weight", "esa.conv_max.weight", "esa.conv3_.weight")
+
+
+def detect_rlfn(shapes: Shapes) -> Detected | None:
+    """Recognise an RLFN checkpoint (bytedance/RLFN or NTIRE 2022 repository keys) from shapes.
+
+    Reads the layout (``official``: bytedance/RLFN's ``conv_1`` / ``block_1`` ... / ``conv_2``;
+    ``ntire2022``: ofsoundof/NTIRE2022_ESR's ``fea_conv`` / ``B1`` ... / ``LR_conv``, which
+    :func:`convert_rlfn` renames), ``in_channels``, ``feature_channels``, ``mid_channels`` (the
+    blocks' inner width; ``None`` when it equals ``feature_channels``), ``num_blocks``,
+    ``esa_channels`` and the scale with ``out_channels`` from the pixel-shuffle head
+    (``out_channels`` is taken equal to ``in_channels`` where that fits, else 3, else 1). Not in
+    the weights, so the default: ``rgb_range`` 255 (every released file's range).
+
+    Networks with a pruned inner width, and every file in the NTIRE 2022 layout (the challenge
+    model's), are named ``rlfn-ntire``; others with 48 features ``rlfn-s``, the rest ``rlfn``
+    (the arguments are complete, so the name only chooses the entry).
+
+    Args:
+        shapes: The checkpoint's keys and shapes.
+
+    Returns:
+        What it is, or ``None`` when it is not an RLFN (an RFDN file included).
+    """
+    layout = next((n for n, keys in _LAYOUTS.items() if shapes.has(*keys)), "")
+    if not layout:
+        return None
+    first, block, last = _NAMES[layout]
+    blocks = shapes.indices(re.escape(block) + r"(\d+)\.c1_r\.weight")
+    if blocks != list(range(1, len(blocks) + 1)) or any(
+        f"{block}{i}.{part}" in shapes for i in blocks for part in _NOT_RLFN
+    ):
+        return None
+    in_ch, feats = shapes.dim(f"{first}.weight", 1), shapes.dim(f"{first}.weight")
+    mid = shapes.dim(f"{block}1.c1_r.weight")
+    esa = shapes.dim(f"{block}1.esa.conv1.weight")
+    scale, out_ch = shuffle_split(shapes.dim("upsampler.0.weight"), in_ch)
+    if not scale or min(in_ch, feats, mid, esa) < 1 or shapes.dim(f"{last}.weight") != feats:
+        return None
+    args: dict[str, object] = {
+        "in_channels": in_ch,
+        "out_channels": out_ch,
+        "feature_channels": feats,
+        "mid_channels": None if mid == feats else mid,
+        "num_blocks": len(blocks),
+        "esa_channels": esa,
+        "rgb_range": 255.0,
+    }
+    if layout == "ntire2022" or mid != feats:
+        name = "rlfn-ntire"
+    else:
+        name = "rlfn-s" if feats == 48 else "rlfn"
+    return Detected(name, scale, args, layout)
+
+
+register_detector("rlfn", detect_rlfn, layouts=_LAYOUTS)

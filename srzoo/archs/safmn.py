@@ -37,10 +37,30 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ArgumentError
-from ..registry import ModelSpec, Paper, ReportedMetric, WeightSpec, register_model, set5_set14
+from ..registry import (
+    Detected,
+    ModelSpec,
+    Paper,
+    ReportedMetric,
+    Shapes,
+    WeightSpec,
+    register_detector,
+    register_model,
+    set5_set14,
+    shuffle_factor,
+)
 from ._blocks import image_forward, pixel_shuffle_head
 
-__all__ = ["CCM", "GRN", "SAFM", "SAFMN", "SAFMNNTIRE", "AttBlock", "LayerNorm2d"]
+__all__ = [
+    "CCM",
+    "GRN",
+    "SAFM",
+    "SAFMN",
+    "SAFMNNTIRE",
+    "AttBlock",
+    "LayerNorm2d",
+    "detect_safmn",
+]
 
 
 class LayerNorm2d(nn.Module):
@@ -402,3 +422,85 @@ register_model(
         ),
     )
 )
+
+
+# sunny2109/SAFMN's keys (basicsr/archs/safmn_arch.py, spandrel's), and those of the NTIRE 2023
+# variant (NTIRE2023_ESR/models/team15_SAFMN.py): GRN's ``norm.gamma`` / ``norm.beta`` in place of
+# the blocks' LayerNorms, which tells the two apart.
+_LAYOUTS = {
+    "official": (
+        "to_feat.weight",
+        "feats.0.norm1.weight",
+        "feats.0.norm2.weight",
+        "feats.0.safm.mfr.0.weight",
+        "feats.0.safm.aggr.weight",
+        "feats.0.ccm.ccm.0.weight",
+        "feats.0.ccm.ccm.2.weight",
+        "to_img.0.weight",
+    ),
+    "ntire2023": (
+        "norm.gamma",
+        "norm.beta",
+        "to_feat.weight",
+        "feats.0.safm.mfr.0.weight",
+        "feats.0.safm.aggr.weight",
+        "feats.0.ccm.ccm.0.weight",
+        "feats.0.ccm.ccm.2.weight",
+        "to_img.0.weight",
+    ),
+}
+_LEVELS = 4  # SAFM's pooling levels: fixed in both variants
+
+
+def detect_safmn(shapes: Shapes) -> Detected | None:
+    """Recognise a SAFMN checkpoint (sunny2109/SAFMN keys), or its NTIRE 2023 variant's.
+
+    Reads the variant (GRN's ``norm.gamma`` / ``norm.beta`` and bias-free blocks: the NTIRE
+    2023 model, layout ``ntire2023``; LayerNorms in every block: the paper's, layout
+    ``official``), ``dim``, ``n_blocks``, ``ffn_scale`` (the channel mixer's hidden width over
+    ``dim``, which the builder truncates back to that width) and the scale from the
+    pixel-shuffle head. Nothing is left to a default: the image channels (3) and the four
+    pooling levels are fixed by the architecture, and a file with others is not one srzoo builds.
+
+    NTIRE 2023 networks are named ``safmn-ntire2023``, the others ``safmn``.
+
+    Args:
+        shapes: The checkpoint's keys and shapes.
+
+    Returns:
+        What it is, or ``None`` when it is not a SAFMN.
+    """
+    layout = next((n for n, keys in _LAYOUTS.items() if shapes.has(*keys)), "")
+    if not layout:
+        return None
+    ntire = layout == "ntire2023"
+    n_blocks = shapes.count(r"feats\.(\d+)\.safm\.aggr\.weight")
+    dim, hidden = shapes.dim("to_feat.weight"), shapes.dim("feats.0.ccm.ccm.0.weight")
+    scale = shuffle_factor(shapes.dim("to_img.0.weight"), 3)
+    if (
+        not n_blocks
+        or not scale
+        or shapes.dim("to_feat.weight", 1) != 3
+        or shapes.dim("to_img.0.weight", 1) != dim
+        or shapes.count(r"feats\.0\.safm\.mfr\.(\d+)\.weight") != _LEVELS
+        or dim % _LEVELS
+        or hidden < 1
+    ):
+        return None
+    # The variants must not be mixed: GRN, LayerNorms and biases exactly where the layout has them.
+    if (
+        ntire != shapes.has("norm.gamma")
+        or ntire == shapes.has("feats.0.norm1.weight")
+        or ntire == shapes.has("feats.0.safm.aggr.bias")
+    ):
+        return None
+    if ntire and shapes.dim("norm.gamma", 1) != dim:
+        return None
+    ffn_scale = hidden / dim
+    if int(dim * ffn_scale) != hidden:  # a quotient rounded below: int() would lose one
+        ffn_scale = (hidden + 0.5) / dim
+    args = {"dim": dim, "n_blocks": n_blocks, "ffn_scale": ffn_scale}
+    return Detected("safmn-ntire2023" if ntire else "safmn", scale, args, layout)
+
+
+register_detector("safmn", detect_safmn, layouts=_LAYOUTS)
