@@ -78,6 +78,13 @@ _SLOPE = 0.2  # LeakyReLU slope of every activation
 _RES_SCALE = 0.2  # residual scaling of the dense blocks and of each RRDB
 
 
+def _lrelu(x: torch.Tensor) -> torch.Tensor:
+    # In place: x is always a convolution's fresh output that nothing else holds, so this saves
+    # one activation-sized copy (a quarter of a GiB at 1024x1024x64 in the x4 tail) and keeps
+    # autograd exact (LeakyReLU's gradient reads its own output).
+    return F.leaky_relu(x, _SLOPE, inplace=True)
+
+
 class ResidualDenseBlock(nn.Module):
     """Five densely connected 3x3 convolutions, the last one's output scaled by 0.2 and added.
 
@@ -95,10 +102,10 @@ class ResidualDenseBlock(nn.Module):
         self.conv5 = conv3x3(num_feat + 4 * num_grow_ch, num_feat)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x1 = F.leaky_relu(self.conv1(x), _SLOPE)
-        x2 = F.leaky_relu(self.conv2(torch.cat((x, x1), 1)), _SLOPE)
-        x3 = F.leaky_relu(self.conv3(torch.cat((x, x1, x2), 1)), _SLOPE)
-        x4 = F.leaky_relu(self.conv4(torch.cat((x, x1, x2, x3), 1)), _SLOPE)
+        x1 = _lrelu(self.conv1(x))
+        x2 = _lrelu(self.conv2(torch.cat((x, x1), 1)))
+        x3 = _lrelu(self.conv3(torch.cat((x, x1, x2), 1)))
+        x4 = _lrelu(self.conv4(torch.cat((x, x1, x2, x3), 1)))
         x5 = self.conv5(torch.cat((x, x1, x2, x3, x4), 1))
         return x5 * _RES_SCALE + x
 
@@ -205,8 +212,8 @@ class RRDBNet(nn.Module):
         feat = feat + self.conv_body(self.body(feat))
         for name in self._up_names:
             up = F.interpolate(feat, scale_factor=2, mode="nearest")
-            feat = F.leaky_relu(getattr(self, name)(up), _SLOPE)
-        out: torch.Tensor = self.conv_last(F.leaky_relu(self.conv_hr(feat), _SLOPE))
+            feat = _lrelu(getattr(self, name)(up))
+        out: torch.Tensor = self.conv_last(_lrelu(self.conv_hr(feat)))
         if self.fold > 1:
             out = out[..., : height * self.scale, : width * self.scale]
         return out
