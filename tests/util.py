@@ -202,6 +202,17 @@ def check_compiles(model: nn.Module, channels: int = 3) -> None:
         torch.testing.assert_close(compiled(x[0]), model(x[0]), atol=1e-5, rtol=1e-5)
 
 
+# HAT's variants differ only in width and depth, so one tiny configuration serves all four.
+_HAT_TINY: dict[str, Any] = {
+    "embed_dim": 8,
+    "depths": (2, 2),
+    "num_heads": (2, 2),
+    "window_size": 4,
+    "compress_ratio": 4,
+    "squeeze_factor": 1,
+    "num_feat": 8,
+}
+
 # Small configurations of every built-in model, for behaviour tests that must run in seconds.
 TINY: dict[str, dict[str, Any]] = {
     "edsr": {"n_resblocks": 2, "n_feats": 16},
@@ -242,9 +253,34 @@ TINY: dict[str, dict[str, Any]] = {
     "realesr-general-wdn-x4v3": {"num_feat": 8, "num_conv": 1},
     "realesrganv2-animevideo-xsx2": {"num_feat": 8, "num_conv": 1},
     "realesrganv2-animevideo-xsx4": {"num_feat": 8, "num_conv": 1},
+    # SwinIR: three layers then two, so a group ends once after a plain and once after a
+    # shifted layer; window 8 (the released one), so a 13x11 input pads to 2x2 windows.
+    "swinir": {"embed_dim": 8, "depths": (3, 2), "num_heads": (2, 2), "num_feat": 8},
+    "swinir-light": {"embed_dim": 8, "depths": (3, 2), "num_heads": (2, 2)},
+    "swinir-real": {"embed_dim": 8, "depths": (3, 2), "num_heads": (2, 2), "num_feat": 8},
+    "swinir-real-large": {"embed_dim": 8, "depths": (3, 2), "num_heads": (2, 2), "num_feat": 8},
     # TINY:swinir
+    # Swin2SR: two residual groups (an unshifted and a shifted block each), heads of 2 and 3.
+    "swin2sr": {"embed_dim": 12, "depths": (2, 2), "num_heads": (2, 3), "num_feat": 8},
+    "swin2sr-light": {"embed_dim": 12, "depths": (2, 2), "num_heads": (2, 3)},
+    "swin2sr-real": {"embed_dim": 12, "depths": (2, 2), "num_heads": (2, 3), "num_feat": 8},
+    "swin2sr-compressed": {"embed_dim": 12, "depths": (2, 2), "num_heads": (2, 3), "num_feat": 8},
     # TINY:swin2sr
+    # Window 4 (overlap window 6) so 13x11 inputs span several windows; two groups of two
+    # blocks (plain and shifted windows); 2 channels in each CAB, 8 in its channel attention
+    # (with fewer, all its ReLUs die at once for the gradient check's random weights).
+    "hat-s": _HAT_TINY,
+    "hat": _HAT_TINY,
+    "hat-l": _HAT_TINY,
+    "real-hat-gan": _HAT_TINY,
     # TINY:hat
+    # Two groups (both shift schedules: block 2 of group 0, block 0 of group 1), both window
+    # orientations; 96 features: the position-bias MLP is embed_dim // 32 wide, and at one or
+    # two units its layer norms leave some of its parameters without a gradient.
+    "dat": {"embed_dim": 96, "depth": (3, 1), "num_heads": (2, 2), "split_size": (2, 4)},
+    "dat-s": {"embed_dim": 96, "depth": (3, 1), "num_heads": (2, 2), "split_size": (2, 4)},
+    "dat-2": {"embed_dim": 96, "depth": (3, 1), "num_heads": (2, 2), "split_size": (2, 4)},
+    "dat-light": {"embed_dim": 96, "depth": (3, 1), "num_heads": (2, 2), "split_size": (2, 4)},
     # TINY:dat
     # RLFN: two blocks, 4 channels in the attention branch; the challenge model's pruned middle.
     "rlfn": {"feature_channels": 8, "num_blocks": 2, "esa_channels": 4},
@@ -296,9 +332,28 @@ NARROW: dict[str, dict[str, Any]] = {
     "realesr-general-wdn-x4v3": {"num_feat": 4},
     "realesrganv2-animevideo-xsx2": {"num_feat": 4},
     "realesrganv2-animevideo-xsx4": {"num_feat": 4},
+    # SwinIR: one feature per head (six heads; eight in SwinIR-L).
+    "swinir": {"embed_dim": 6, "num_feat": 4},
+    "swinir-light": {"embed_dim": 6},
+    "swinir-real": {"embed_dim": 6, "num_feat": 4},
+    "swinir-real-large": {"embed_dim": 8, "num_feat": 4},
     # NARROW:swinir
+    # Swin2SR: six heads of two channels (one channel would make the cosine attention constant).
+    "swin2sr": {"embed_dim": 12, "num_feat": 4},
+    "swin2sr-light": {"embed_dim": 12},
+    "swin2sr-real": {"embed_dim": 12, "num_feat": 4},
+    "swin2sr-compressed": {"embed_dim": 12, "num_feat": 4},
     # NARROW:swin2sr
+    # Six heads of one channel; two channels in each CAB and channel attention.
+    "hat-s": {"embed_dim": 6, "compress_ratio": 3, "squeeze_factor": 3, "num_feat": 4},
+    "hat": {"embed_dim": 6, "compress_ratio": 3, "squeeze_factor": 3, "num_feat": 4},
+    "hat-l": {"embed_dim": 6, "compress_ratio": 3, "squeeze_factor": 3, "num_feat": 4},
+    "real-hat-gan": {"embed_dim": 6, "compress_ratio": 3, "squeeze_factor": 3, "num_feat": 4},
     # NARROW:hat
+    "dat": {"embed_dim": 36},  # six heads: the fewest features they divide above 32
+    "dat-s": {"embed_dim": 36},
+    "dat-2": {"embed_dim": 36},
+    "dat-light": {"embed_dim": 36},
     # NARROW:dat
     "rlfn": {"feature_channels": 4, "esa_channels": 2},  # LeakyReLU keeps the paths alive
     "rlfn-s": {"feature_channels": 4, "esa_channels": 2},

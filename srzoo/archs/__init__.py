@@ -1,5 +1,9 @@
 """Architecture families; importing this package registers every built-in model.
 
+The window-attention families (SwinIR, Swin2SR, HAT, DAT) share the pieces in ``_window``:
+padding to the window multiple inside ``forward``, window partitions, relative-position indices
+and shift masks computed on the input's device and cached per shape.
+
 Re-parameterisable networks (SPAN) follow the RepVGG convention: ``model.eval().fuse()`` folds
 their training-time branches into plain convolutions for inference, in place, and returns the
 model. Fusing leaves the outputs (to float rounding) and the state dict unchanged, is idempotent,
@@ -12,10 +16,12 @@ from __future__ import annotations
 from . import (
     carn,
     compact,
+    dat,
     edsr,
     espcn,
     esrgan,
     fsrcnn,
+    hat,
     imdn,
     mdsr,
     pan,
@@ -28,16 +34,20 @@ from . import (
     srcnn,
     srdensenet,
     srresnet,
+    swin2sr,
+    swinir,
     vdsr,
 )
 
 __all__ = [
     "carn",
     "compact",
+    "dat",
     "edsr",
     "espcn",
     "esrgan",
     "fsrcnn",
+    "hat",
     "imdn",
     "mdsr",
     "pan",
@@ -50,5 +60,7 @@ __all__ = [
     "srcnn",
     "srdensenet",
     "srresnet",
+    "swin2sr",
+    "swinir",
     "vdsr",
 ]

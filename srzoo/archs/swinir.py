@@ -1,0 +1,900 @@
+"""SwinIR: image restoration with residual Swin Transformer blocks.
+
+Paper: Liang, Cao, Sun, Zhang, Van Gool, Timofte, "SwinIR: Image Restoration Using Swin
+Transformer", ICCV Workshops 2021, arXiv:2108.10257.
+
+Parameter names follow JingyunLiang/SwinIR ``models/network_swinir.py`` (identical to spandrel's
+SwinIR and KAIR's), so the release files load once srzoo's reader has taken the tensors out of
+``params`` (classical and lightweight SR) or ``params_ema`` (real-world SR).
+
+The network: a 3x3 convolution; residual Swin Transformer blocks (RSTB), each a group of Swin
+layers (window self-attention with a learned relative-position bias, every second layer on
+windows shifted by half a window, then an MLP) closed by a convolution and a skip; a layer norm,
+a convolution and a skip over the whole body; and one of three reconstruction heads:
+
+- ``"pixelshuffle"`` (classical SR): a 3x3 convolution to ``num_feat`` and LeakyReLU, then one
+  sub-pixel stage per factor of two (or one x3 stage) and a 3x3 convolution to RGB;
+- ``"pixelshuffledirect"`` (lightweight SR): one 3x3 convolution to ``3 * scale**2`` channels and
+  a pixel shuffle;
+- ``"nearest+conv"`` (real-world SR): nearest-neighbour x2 enlargements, each followed by a 3x3
+  convolution and LeakyReLU (one at x2, two at x4), then two 3x3 convolutions.
+
+Inputs are RGB in [0, 1]; the DIV2K mean is removed inside. Any size works: the image is
+reflect-padded at the bottom and right to a multiple of the window (8) and the output cropped,
+as the original's ``check_image_size`` does. ``size_multiple`` in the registry is the window, so
+tiles start on the window grid.
+
+What srzoo keeps out of the state dict, and why the official files still load strictly:
+
+- ``relative_position_index`` (a buffer in every attention layer upstream) depends only on the
+  window size; srzoo computes it per device (``_window.relative_position_index``, cached).
+- ``attn_mask`` (a buffer in every shifted layer upstream) is the shifted-window mask for the
+  *training* patch size (``img_size``: 48 for the DIV2K classical files, 64 for the others);
+  upstream recomputes it for any other input size. srzoo builds the mask for the actual padded
+  input size (``_window.shift_mask``, cached per shape, device and dtype), so ``img_size`` is not
+  a constructor argument: it changes no weight, and the absolute position embedding it sizes
+  (``ape``) is unused by every released file.
+
+:func:`convert_swinir` drops both kinds of key; it is the registry's converter.
+
+Attention runs through :func:`torch.nn.functional.scaled_dot_product_attention` with the
+relative-position bias (plus the shift mask, -100 between tokens of different regions, as
+upstream) as a float ``attn_mask`` and upstream's scale ``head_dim ** -0.5``: the same
+computation as the original's explicit softmax, without materialising the attention map.
+
+SwinIR declares no receptive-field radius (``receptive_field = None``): its windows are anchored
+at the image's corner and shifted cyclically (``torch.roll``), so a pixel near one border attends
+to pixels at the opposite border, and no tile overlap reproduces the whole image's output.
+``srzoo.upscale`` warns when it tiles SwinIR.
+
+Registered models:
+
+- ``swinir``: classical SR, SwinIR-M (180 features, 6 RSTB x 6 layers, 6 heads, window 8), x2, x3,
+  x4, x8. Two sets of weights per scale: ``"default"`` is the DF2K (DIV2K + Flickr2K) training
+  with 64x64 patches, the paper's stronger setting (Table 2: +0.07 to +0.32 dB on Set5 / Set14
+  over DIV2K alone) and the one later work compares against; ``"div2k"`` is the DIV2K-only
+  training with 48x48 patches, the setting that is comparable with RCAN and its successors.
+- ``swinir-light``: lightweight SR, SwinIR-S (60 features, 4 RSTB x 6 layers, 6 heads), x2, x3, x4.
+- ``swinir-real``: real-world SR, SwinIR-M with the nearest+conv head, x4 and x2, trained with
+  BSRGAN's degradations; ``"default"`` is the GAN-trained generator, ``"psnr"`` the PSNR-oriented
+  one.
+- ``swinir-real-large``: real-world SR, SwinIR-L (240 features, 9 RSTB x 6 layers, 8 heads, the
+  three-convolution RSTB closing), x4; GAN (``"default"``) and PSNR (``"psnr"``) weights.
+
+Example:
+    >>> model = srzoo.load("swinir-light", scale=4)
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ArgumentError
+from ..registry import ModelSpec, Paper, StateDict, WeightSpec, register_model, set5_set14
+from ._blocks import DIV2K_RGB_MEAN, Upsampler, image_forward, pixel_shuffle_head, shuffle_factors
+from ._window import (
+    pad_to_multiple,
+    relative_position_index,
+    shift_mask,
+    window_partition,
+    window_reverse,
+)
+
+__all__ = [
+    "RSTB",
+    "BasicLayer",
+    "DropPath",
+    "Mlp",
+    "PatchEmbed",
+    "SwinIR",
+    "SwinTransformerBlock",
+    "WindowAttention",
+    "convert_swinir",
+]
+
+UpsamplerKind = Literal["pixelshuffle", "pixelshuffledirect", "nearest+conv"]
+ResiConnection = Literal["1conv", "3conv"]
+
+
+def _orders(
+    h: int, w: int, window: int, shift: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    pos = torch.arange(h * w, device=device).view(1, h, w, 1)
+    # The image index of each token, in plain-window and in shifted-window order.
+    plain = window_partition(pos, window).flatten()
+    rolled = torch.roll(pos, shifts=(-shift, -shift), dims=(1, 2))
+    shifted = window_partition(rolled, window).flatten()
+    # argsort inverts a permutation: the position of each image token in either order.
+    plain_inv, shifted_inv = torch.argsort(plain), torch.argsort(shifted)
+    return plain_inv[shifted], shifted_inv[plain], shifted_inv
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_orders(
+    h: int, w: int, window: int, shift: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    # Built outside inference mode, so tables first made under it also serve training.
+    with torch.inference_mode(False):
+        return _orders(h, w, window, shift, device)
+
+
+def _window_orders(
+    h: int, w: int, window: int, shift: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gather indices between the token orders of plain and shifted windows of an h x w image.
+
+    Returns ``(to_shifted, to_plain, shifted_to_image)``: ``t.index_select(1, to_shifted)``
+    turns ``(B, L, C)`` tokens grouped by plain windows (``window_partition`` of the image) into
+    tokens grouped by the windows of the image rolled by ``-shift`` (upstream's ``torch.roll``
+    then ``window_partition``); ``to_plain`` goes back; ``shifted_to_image`` takes shifted-window
+    tokens to row-major image order, undoing the roll. Cached per shape and device in eager
+    mode, computed in the graph under ``torch.compile`` (as ``_window``'s tables are).
+    """
+    if torch.compiler.is_compiling():
+        return _orders(h, w, window, shift, device)
+    return _cached_orders(h, w, window, shift, device)
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: in training, zero a residual branch for a random subset of the batch.
+
+    The surviving branches are scaled by ``1 / (1 - p)`` so the expectation is unchanged; in
+    eval mode (or with ``p == 0``) this is the identity.
+
+    Args:
+        p: Probability of dropping the branch of one sample.
+    """
+
+    def __init__(self, p: float = 0.0) -> None:
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ArgumentError(f"DropPath: p must be in [0, 1), got {p}")
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        shape = (x.shape[0],) + (1,) * (x.dim() - 1)
+        mask = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(keep)
+        return x * mask / keep
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class Mlp(nn.Module):
+    """The transformer's feed-forward part: linear, GELU, linear.
+
+    Args:
+        dim: Token features.
+        hidden: Hidden features.
+    """
+
+    def __init__(self, *, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class WindowAttention(nn.Module):
+    """Multi-head self-attention inside square windows, with a relative-position bias.
+
+    Args:
+        dim: Token features (a multiple of ``num_heads``).
+        window_size: Side of the window.
+        num_heads: Attention heads.
+        qkv_bias: Learn a bias for the query, key and value projections.
+    """
+
+    def __init__(
+        self, *, dim: int, window_size: int, num_heads: int, qkv_bias: bool = True
+    ) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ArgumentError(
+                f"WindowAttention: dim ({dim}) must be a multiple of num_heads ({num_heads})"
+            )
+        self.dim = dim
+        self.window_size = window_size
+        self.num_heads = num_heads
+        self.scale = (dim // num_heads) ** -0.5
+        # One learned bias per head for every offset between two tokens of a window.
+        self.relative_position_bias_table = nn.Parameter(
+            torch.zeros((2 * window_size - 1) ** 2, num_heads)
+        )
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    def position_bias(self) -> torch.Tensor:
+        """The ``(heads, N, N)`` bias added to the logits of one window (``N = window**2``)."""
+        table = self.relative_position_bias_table
+        index = relative_position_index(self.window_size, table.device)
+        # Indexing the transposed table gives the bias contiguous, heads first.
+        return table.t()[:, index]
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Attend within each window.
+
+        Args:
+            x: Windows ``(B * nW, N, C)``, in the row-major window order of
+                :func:`~srzoo.archs._window.window_partition`.
+            mask: Additive mask ``(nW, N, N)`` of the shifted windows, or ``None``.
+
+        Returns:
+            ``(B * nW, N, C)``.
+        """
+        windows, n, c = x.shape
+        heads = self.num_heads
+        q, k, v = (
+            self.qkv(x).view(windows, n, 3, heads, c // heads).permute(2, 0, 3, 1, 4).unbind(0)
+        )
+        bias = self.position_bias().to(x.dtype)
+        if mask is None:
+            # A stride-0 expansion: SDPA's fused CPU kernel takes it without a copy, while a
+            # 3-D mask would send it to the slower composite path.
+            attn_mask = bias.unsqueeze(0).expand(windows, heads, n, n)
+        else:
+            n_win = mask.shape[0]
+            combined = mask.unsqueeze(1) + bias.unsqueeze(0)  # (nW, heads, N, N)
+            # Free for a batch of one; a copy per image beyond it.
+            attn_mask = combined.unsqueeze(0).expand(windows // n_win, -1, -1, -1, -1)
+            attn_mask = attn_mask.reshape(windows, heads, n, n)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=self.scale)
+        return self.proj(out.transpose(1, 2).reshape(windows, n, c))
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, window_size={self.window_size}, num_heads={self.num_heads}"
+
+
+class SwinTransformerBlock(nn.Module):
+    """One Swin layer: pre-norm (shifted-)window attention and pre-norm MLP, each with a skip.
+
+    Args:
+        dim: Token features.
+        num_heads: Attention heads.
+        window_size: Side of the attention window.
+        shift_size: Cyclic shift of the windows (0, or half a window in every second layer).
+        mlp_ratio: Hidden features of the MLP per token feature.
+        qkv_bias: Learn a bias for the query, key and value projections.
+        drop_path: Stochastic-depth rate of both branches (training only).
+    """
+
+    def __init__(
+        self,
+        *,
+        dim: int,
+        num_heads: int,
+        window_size: int = 8,
+        shift_size: int = 0,
+        mlp_ratio: float = 2.0,
+        qkv_bias: bool = True,
+        drop_path: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if not 0 <= shift_size < window_size:
+            raise ArgumentError(
+                f"SwinTransformerBlock: shift_size must be in [0, window_size), got {shift_size} "
+                f"with window_size {window_size}"
+            )
+        self.window_size = window_size
+        self.shift_size = shift_size
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = WindowAttention(
+            dim=dim, window_size=window_size, num_heads=num_heads, qkv_bias=qkv_bias
+        )
+        self.drop_path = DropPath(drop_path)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim=dim, hidden=int(dim * mlp_ratio))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Run the layer on tokens already grouped by window.
+
+        Args:
+            x: ``(B, nW * N, C)`` tokens, window after window (``N = window**2``), in the
+                order of this layer's windows: the plain grid, or for a shifted layer the grid
+                of the image rolled by ``-shift_size`` (see :class:`BasicLayer`).
+            mask: The shifted windows' ``(nW, N, N)`` additive mask, or ``None``.
+
+        Returns:
+            The tokens in the same order.
+        """
+        b, length, c = x.shape
+        n = self.window_size * self.window_size
+        y = self.attn(self.norm1(x).view(b * (length // n), n, c), mask).view(b, length, c)
+        x = x + self.drop_path(y)
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+    def extra_repr(self) -> str:
+        return f"window_size={self.window_size}, shift_size={self.shift_size}"
+
+
+class BasicLayer(nn.Module):
+    """``depth`` Swin layers, the odd ones on shifted windows.
+
+    Args:
+        dim: Token features.
+        depth: Number of layers.
+        num_heads: Attention heads.
+        window_size: Side of the attention window.
+        mlp_ratio: Hidden features of the MLP per token feature.
+        qkv_bias: Learn a bias for the query, key and value projections.
+        drop_path: Stochastic-depth rate of each layer.
+    """
+
+    def __init__(
+        self,
+        *,
+        dim: int,
+        depth: int,
+        num_heads: int,
+        window_size: int,
+        mlp_ratio: float = 2.0,
+        qkv_bias: bool = True,
+        drop_path: Sequence[float] = (),
+    ) -> None:
+        super().__init__()
+        rates = list(drop_path) or [0.0] * depth
+        self.window_size = window_size
+        self.blocks = nn.ModuleList(
+            SwinTransformerBlock(
+                dim=dim,
+                num_heads=num_heads,
+                window_size=window_size,
+                shift_size=0 if i % 2 == 0 else window_size // 2,
+                mlp_ratio=mlp_ratio,
+                qkv_bias=qkv_bias,
+                drop_path=rates[i],
+            )
+            for i in range(depth)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, H, W, C)`` tokens, ``H`` and ``W`` multiples of the window -> the same shape."""
+        b, h, w, c = x.shape
+        win, shift = self.window_size, self.window_size // 2
+        # Everything but the attention works token by token, so the tokens can stay grouped
+        # by window between layers: one gather moves them from the plain windows to the
+        # shifted ones (upstream's roll and window partition) and one moves them back, where
+        # upstream partitions, reverses and rolls in every layer.
+        t = window_partition(x, win).view(b, h * w, c)
+        to_shifted, to_plain, shifted_to_image = _window_orders(h, w, win, shift, x.device)
+        mask = shift_mask(h, w, win, shift, device=x.device, dtype=x.dtype) if shift else None
+        shifted = False
+        for block in self.blocks:
+            if bool(block.shift_size) != shifted:
+                t = t.index_select(1, to_plain if shifted else to_shifted)
+                shifted = not shifted
+            t = block(t, mask if shifted else None)
+        if shifted:
+            return t.index_select(1, shifted_to_image).view(b, h, w, c)
+        return window_reverse(t.view(-1, win * win, c), win, h, w)
+
+
+def _closing_conv(dim: int, kind: ResiConnection) -> nn.Module:
+    """The convolution closing an RSTB or the body: one 3x3, or a 3x3-1x1-3x3 bottleneck."""
+    if kind == "1conv":
+        return nn.Conv2d(dim, dim, 3, padding=1)
+    if kind == "3conv":
+        # A quarter of the features in the middle, to save parameters (SwinIR-L).
+        return nn.Sequential(
+            nn.Conv2d(dim, dim // 4, 3, padding=1),
+            nn.LeakyReLU(negative_slope=0.2, inplace=True),
+            nn.Conv2d(dim // 4, dim // 4, 1),
+            nn.LeakyReLU(negative_slope=0.2, inplace=True),
+            nn.Conv2d(dim // 4, dim, 3, padding=1),
+        )
+    raise ArgumentError(f"SwinIR: resi_connection must be '1conv' or '3conv', got {kind!r}")
+
+
+def _to_image(x: torch.Tensor) -> torch.Tensor:
+    """``(B, H, W, C)`` tokens as an ``(B, C, H, W)`` image (a view, channels-last in memory)."""
+    return x.permute(0, 3, 1, 2)
+
+
+def _to_tokens(x: torch.Tensor) -> torch.Tensor:
+    """``(B, C, H, W)`` image as ``(B, H, W, C)`` tokens (a view; free for channels-last)."""
+    return x.permute(0, 2, 3, 1)
+
+
+class RSTB(nn.Module):
+    """Residual Swin Transformer block: a group of Swin layers, a convolution, and a skip.
+
+    Args:
+        dim: Token features.
+        depth: Swin layers in the group.
+        num_heads: Attention heads.
+        window_size: Side of the attention window.
+        mlp_ratio: Hidden features of the MLP per token feature.
+        qkv_bias: Learn a bias for the query, key and value projections.
+        drop_path: Stochastic-depth rate of each layer.
+        resi_connection: ``"1conv"`` (one 3x3) or ``"3conv"`` (3x3-1x1-3x3 bottleneck).
+    """
+
+    def __init__(
+        self,
+        *,
+        dim: int,
+        depth: int,
+        num_heads: int,
+        window_size: int,
+        mlp_ratio: float = 2.0,
+        qkv_bias: bool = True,
+        drop_path: Sequence[float] = (),
+        resi_connection: ResiConnection = "1conv",
+    ) -> None:
+        super().__init__()
+        self.residual_group = BasicLayer(
+            dim=dim,
+            depth=depth,
+            num_heads=num_heads,
+            window_size=window_size,
+            mlp_ratio=mlp_ratio,
+            qkv_bias=qkv_bias,
+            drop_path=drop_path,
+        )
+        self.conv = _closing_conv(dim, resi_connection)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, H, W, C)`` tokens -> the same shape."""
+        # The tokens are a channels-last image: the convolution reads and writes them in place
+        # of upstream's flatten / transpose round trip.
+        return _to_tokens(self.conv(_to_image(self.residual_group(x)))) + x
+
+
+class PatchEmbed(nn.Module):
+    """The layer norm on the tokens entering the body (upstream's patch embedding, patch size 1).
+
+    Args:
+        dim: Token features.
+        norm: Normalise the tokens (upstream's ``patch_norm``).
+    """
+
+    def __init__(self, *, dim: int, norm: bool = True) -> None:
+        super().__init__()
+        self.norm: nn.Module = nn.LayerNorm(dim) if norm else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x)
+
+
+class SwinIR(nn.Module):
+    """SwinIR for super-resolution.
+
+    Takes RGB in [0, 1] at any size (padded inside to a multiple of ``window_size``).
+
+    Args:
+        scale: Upscaling factor: 3 or a power of two for ``"pixelshuffle"``, any positive
+            integer for ``"pixelshuffledirect"``, 2 or 4 for ``"nearest+conv"``.
+        in_chans: Image channels (in and out).
+        embed_dim: Token features.
+        depths: Swin layers in each RSTB.
+        num_heads: Attention heads in each RSTB.
+        window_size: Side of the attention window.
+        mlp_ratio: Hidden features of the MLPs per token feature.
+        qkv_bias: Learn a bias for the query, key and value projections.
+        drop_path_rate: Stochastic depth, rising linearly from 0 to this over the layers
+            (training only; upstream's default).
+        patch_norm: Normalise the tokens entering the body.
+        img_range: Value range the network works in (1 for every released SR file).
+        upsampler: Reconstruction head: ``"pixelshuffle"`` (classical), ``"pixelshuffledirect"``
+            (lightweight) or ``"nearest+conv"`` (real-world).
+        resi_connection: Convolution closing each RSTB and the body: ``"1conv"`` or ``"3conv"``.
+        num_feat: Features of the ``"pixelshuffle"`` and ``"nearest+conv"`` heads.
+    """
+
+    mean: torch.Tensor
+
+    def __init__(
+        self,
+        *,
+        scale: int = 4,
+        in_chans: int = 3,
+        embed_dim: int = 180,
+        depths: Sequence[int] = (6, 6, 6, 6, 6, 6),
+        num_heads: Sequence[int] = (6, 6, 6, 6, 6, 6),
+        window_size: int = 8,
+        mlp_ratio: float = 2.0,
+        qkv_bias: bool = True,
+        drop_path_rate: float = 0.1,
+        patch_norm: bool = True,
+        img_range: float = 1.0,
+        upsampler: UpsamplerKind = "pixelshuffle",
+        resi_connection: ResiConnection = "1conv",
+        num_feat: int = 64,
+    ) -> None:
+        super().__init__()
+        if scale < 1:
+            raise ArgumentError(f"SwinIR: scale must be a positive integer, got {scale}")
+        if len(depths) != len(num_heads) or not depths or min(depths) < 1:
+            raise ArgumentError(
+                f"SwinIR: depths and num_heads need one positive entry per RSTB, got "
+                f"{tuple(depths)} and {tuple(num_heads)}"
+            )
+        if window_size < 1 or embed_dim < 1:
+            raise ArgumentError(
+                f"SwinIR: needs window_size >= 1 and embed_dim >= 1, got {window_size} and "
+                f"{embed_dim}"
+            )
+        if upsampler == "nearest+conv" and scale not in (2, 4):
+            raise ArgumentError(
+                f"SwinIR: the 'nearest+conv' upsampler enlarges x2 or x4, not x{scale}"
+            )
+        if upsampler == "pixelshuffle":
+            shuffle_factors(scale, name="SwinIR's 'pixelshuffle' upsampler")
+        self.scale = scale
+        self.in_channels = in_chans
+        self.out_channels = in_chans
+        # Cyclically shifted windows anchored at the image's corner: every pixel can see the
+        # opposite border, so no finite radius describes the network.
+        self.receptive_field: int | None = None
+        self.window_size = window_size
+        self.img_range = img_range
+        self.upsampler = upsampler
+        mean = DIV2K_RGB_MEAN if in_chans == 3 else (0.0,) * in_chans
+        # Not part of the official state dict: a constant, rebuilt with the module. On the CPU
+        # even when built on the meta device, as no weight file could ever fill it in.
+        self.register_buffer(
+            "mean", torch.tensor(mean, device="cpu").view(1, -1, 1, 1), persistent=False
+        )
+
+        self.conv_first = nn.Conv2d(in_chans, embed_dim, 3, padding=1)
+        self.patch_embed = PatchEmbed(dim=embed_dim, norm=patch_norm)
+        rates = torch.linspace(0, drop_path_rate, sum(depths), device="cpu").tolist()
+        self.layers = nn.ModuleList()
+        start = 0
+        for depth, heads in zip(depths, num_heads, strict=True):
+            self.layers.append(
+                RSTB(
+                    dim=embed_dim,
+                    depth=depth,
+                    num_heads=heads,
+                    window_size=window_size,
+                    mlp_ratio=mlp_ratio,
+                    qkv_bias=qkv_bias,
+                    drop_path=rates[start : start + depth],
+                    resi_connection=resi_connection,
+                )
+            )
+            start += depth
+        self.norm = nn.LayerNorm(embed_dim)
+        self.conv_after_body = _closing_conv(embed_dim, resi_connection)
+
+        if upsampler == "pixelshuffle":
+            self.conv_before_upsample = nn.Sequential(
+                nn.Conv2d(embed_dim, num_feat, 3, padding=1), nn.LeakyReLU(inplace=True)
+            )
+            self.upsample: nn.Module = Upsampler(scale=scale, n_feats=num_feat)
+            self.conv_last = nn.Conv2d(num_feat, in_chans, 3, padding=1)
+        elif upsampler == "pixelshuffledirect":
+            self.upsample = pixel_shuffle_head(embed_dim, in_chans, scale)
+        elif upsampler == "nearest+conv":
+            self.conv_before_upsample = nn.Sequential(
+                nn.Conv2d(embed_dim, num_feat, 3, padding=1), nn.LeakyReLU(inplace=True)
+            )
+            self.conv_up1 = nn.Conv2d(num_feat, num_feat, 3, padding=1)
+            if scale == 4:
+                self.conv_up2 = nn.Conv2d(num_feat, num_feat, 3, padding=1)
+            self.conv_hr = nn.Conv2d(num_feat, num_feat, 3, padding=1)
+            self.conv_last = nn.Conv2d(num_feat, in_chans, 3, padding=1)
+            self.lrelu = nn.LeakyReLU(negative_slope=0.2, inplace=True)
+        else:
+            raise ArgumentError(
+                "SwinIR: upsampler must be 'pixelshuffle', 'pixelshuffledirect' or "
+                f"'nearest+conv', got {upsampler!r}"
+            )
+        self.apply(_init_weights)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The body: ``(B, C, H, W)`` shallow features -> deep features of the same shape."""
+        t = self.patch_embed(_to_tokens(x))
+        for layer in self.layers:
+            t = layer(t)
+        return _to_image(self.norm(t))
+
+    @image_forward
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        x = pad_to_multiple(x, self.window_size)
+        mean = self.mean.to(x.dtype)
+        x = self.conv_first((x - mean) * self.img_range)
+        x = self.conv_after_body(self.forward_features(x)) + x
+        if self.upsampler == "pixelshuffle":
+            x = self.conv_last(self.upsample(self.conv_before_upsample(x)))
+        elif self.upsampler == "pixelshuffledirect":
+            x = self.upsample(x)
+        else:
+            x = self.conv_before_upsample(x)
+            x = self.lrelu(self.conv_up1(F.interpolate(x, scale_factor=2, mode="nearest")))
+            if self.scale == 4:
+                x = self.lrelu(self.conv_up2(F.interpolate(x, scale_factor=2, mode="nearest")))
+            x = self.conv_last(self.lrelu(self.conv_hr(x)))
+        x = x / self.img_range + mean
+        return x[:, :, : h * self.scale, : w * self.scale]
+
+
+@torch.no_grad()
+def _init_weights(module: nn.Module) -> None:
+    # Upstream's initialisation (from the Swin Transformer): truncated normal linear layers and
+    # position-bias tables, zero biases, unit layer norms; convolutions keep torch's default.
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+    elif isinstance(module, WindowAttention):
+        nn.init.trunc_normal_(module.relative_position_bias_table, std=0.02)
+
+
+# Upstream buffers that srzoo computes instead: they hold no learned value.
+_COMPUTED_SUFFIXES = (".attn.relative_position_index", ".attn_mask")
+
+
+def convert_swinir(state: StateDict, module: nn.Module) -> StateDict:
+    """Drop the computed buffers of an official SwinIR state dict.
+
+    Upstream stores each attention layer's ``relative_position_index`` and each shifted layer's
+    ``attn_mask`` (for the training patch size); srzoo computes both for the input at hand. A
+    state dict in srzoo's own keys passes unchanged.
+
+    Args:
+        state: The checkpoint's tensors (already unwrapped from ``params`` / ``params_ema``).
+        module: The :class:`SwinIR` they are meant for (unused: the layout is the same).
+
+    Returns:
+        The state dict without the computed buffers.
+
+    Example:
+        >>> convert_swinir(torch.load("001_classicalSR_DF2K_s64w8_SwinIR-M_x4.pth")["params"], net)
+    """
+    del module
+    return {k: v for k, v in state.items() if not k.endswith(_COMPUTED_SUFFIXES)}
+
+
+# --------------------------------------------------------------------------------------------
+# Registry
+# --------------------------------------------------------------------------------------------
+
+_PAPER = Paper(
+    title="SwinIR: Image Restoration Using Swin Transformer",
+    venue="ICCV Workshops",
+    year=2021,
+    arxiv="2108.10257",
+)
+_RELEASE = "https://github.com/JingyunLiang/SwinIR/releases/download/v0.0"
+_INPUT = "0-1 (RGB, DIV2K mean shift inside the network)"
+_LICENSE = "Apache-2.0"
+_CLASSICAL_TABLE = (
+    "Liang et al. 2021 (arXiv:2108.10257), Table 2 (classical image SR, bicubic): SwinIR"
+)
+_LIGHT_TABLE = (
+    "Liang et al. 2021 (arXiv:2108.10257), Table 3 (lightweight image SR, bicubic): SwinIR"
+)
+# (Set5, Set14) Y-PSNR. The paper reports no x8 results, so the x8 files carry no metrics.
+_CLASSICAL_DF2K = {2: (38.42, 34.46), 3: (34.97, 30.93), 4: (32.92, 29.09)}
+_CLASSICAL_DIV2K = {2: (38.35, 34.14), 3: (34.89, 30.77), 4: (32.72, 28.94)}
+_LIGHT = {2: (38.14, 33.86), 3: (34.62, 30.54), 4: (32.44, 28.77)}
+
+# scale -> (sha256, size) of the release files.
+_CLASSICAL_DF2K_FILES = {
+    2: ("2032ebf8f401dd3ce2fae5f3852117cb72101ec6ed8358faa64c2a3fa09ed4ac", 67_277_475),
+    3: ("6eca3aee41f53322cd2f5a13650e212b80be8f3c0439d6fe19aef13ab1f509c7", 68_016_035),
+    4: ("4e78e33f22c1aa8a773db0cf4a7381bae97c2362c717f155439ebc690cbd9215", 67_869_037),
+    8: ("6b522c1ea5c21006ce3398797eb20b131ca0024cc6e7b8f3d5d29fad1310a49c", 68_460_535),
+}
+_CLASSICAL_DIV2K_FILES = {
+    2: ("ac6d4895f73aa1b3d563937e29dcedcfdff4d401280e248f23db3c6f68e8343b", 59_019_939),
+    3: ("d835497f2332aae839ae19a033290ced8686fa2a795f76fc5153ec2c83003f75", 59_758_497),
+    4: ("129dc773ba2d4c07f3eb0bb116fbe692011b7cc072d9ca12797cd3748198610a", 59_611_499),
+    8: ("3c3ae9238a7125e52aab457df052aa8981adb2fb8e42b6d4112a96b3c19432d7", 60_202_999),
+}
+_LIGHT_FILES = {
+    2: ("193b229909ca89cd8b55de9c9e7fce146ae759d59dfcd78d8feb9dd1d6fa0fd7", 17_147_989),
+    3: ("53af0cf0b15876752c1c2646a71444f739523b3d562e126d200521a817ab5d2c", 17_180_437),
+    4: ("09fad24e32ae62722e1a055efde9921328f4137981bab0a42a4a3a806306c58e", 17_225_941),
+}
+_REAL_M_GAN_FILES = {
+    2: ("f397408977a3e07eb06afb7238d453a12ef35ebab7328a54241f307860dbe342", 66_974_517),
+    4: ("b9afb61e65e04eb7f8aba5095d070bbe9af28df76acd0c9405aeb33b814bcfc6", 67_129_861),
+}
+_REAL_L_GAN = ("99adfa91350a84c99e946c1eb3d8fce34bc28f57d807b09dc8fe40a316328c0a", 142_473_939)
+
+_REAL_M_DATA = "DIV2K + Flickr2K + OST, degraded with BSRGAN's practical degradation model"
+_REAL_L_DATA = (
+    "DIV2K + Flickr2K + OST + WED + FFHQ (first 2000) + Manga109 + SCUT-CTW1500 (first 100), "
+    "degraded with BSRGAN's practical degradation model"
+)
+_PSNR_NOTE = (
+    "no sha256 or size is published for the PSNR-oriented real-world files: the authors' "
+    "README and test script name only the GAN files, and this file name comes from KAIR's "
+    "download list (cszn/KAIR main_download_pretrained_models.py) and spandrel's tests. srzoo "
+    "records the sha256 of the first download and checks the cached copy against it"
+)
+
+
+def _classical_weights(scale: int) -> tuple[WeightSpec, ...]:
+    df2k_sha, df2k_size = _CLASSICAL_DF2K_FILES[scale]
+    div2k_sha, div2k_size = _CLASSICAL_DIV2K_FILES[scale]
+    df2k = _CLASSICAL_DF2K.get(scale)
+    div2k = _CLASSICAL_DIV2K.get(scale)
+    return (
+        WeightSpec(
+            scale=scale,
+            source=f"{_RELEASE}/001_classicalSR_DF2K_s64w8_SwinIR-M_x{scale}.pth",
+            sha256=df2k_sha,
+            size=df2k_size,
+            input_range=_INPUT,
+            train_data=f"DF2K (DIV2K + Flickr2K), bicubic x{scale}, 64x64 LR patches",
+            license=_LICENSE,
+            metrics=set5_set14(scale, *df2k, source=_CLASSICAL_TABLE) if df2k else (),
+        ),
+        WeightSpec(
+            scale=scale,
+            source=f"{_RELEASE}/001_classicalSR_DIV2K_s48w8_SwinIR-M_x{scale}.pth",
+            tag="div2k",
+            sha256=div2k_sha,
+            size=div2k_size,
+            input_range=_INPUT,
+            train_data=f"DIV2K, bicubic x{scale}, 48x48 LR patches",
+            license=_LICENSE,
+            metrics=set5_set14(scale, *div2k, source=_CLASSICAL_TABLE) if div2k else (),
+        ),
+    )
+
+
+def _light_weights(scale: int) -> WeightSpec:
+    sha, size = _LIGHT_FILES[scale]
+    return WeightSpec(
+        scale=scale,
+        source=f"{_RELEASE}/002_lightweightSR_DIV2K_s64w8_SwinIR-S_x{scale}.pth",
+        sha256=sha,
+        size=size,
+        input_range=_INPUT,
+        train_data=f"DIV2K, bicubic x{scale}, 64x64 LR patches",
+        license=_LICENSE,
+        metrics=set5_set14(scale, *_LIGHT[scale], source=_LIGHT_TABLE),
+    )
+
+
+def _real_weights(
+    scale: int, stem: str, data: str, gan: tuple[str, int]
+) -> tuple[WeightSpec, WeightSpec]:
+    # The authors publish visual comparisons for real-world SR, not benchmark PSNR.
+    sha, size = gan
+    return (
+        WeightSpec(
+            scale=scale,
+            source=f"{_RELEASE}/{stem}_x{scale}_GAN.pth",
+            sha256=sha,
+            size=size,
+            input_range=_INPUT,
+            train_data=f"{data}; GAN training",
+            license=_LICENSE,
+        ),
+        WeightSpec(
+            scale=scale,
+            source=f"{_RELEASE}/{stem}_x{scale}_PSNR.pth",
+            tag="psnr",
+            sha256=None,
+            input_range=_INPUT,
+            train_data=f"{data}; PSNR-oriented (L1) training",
+            license=_LICENSE,
+            sha256_note=_PSNR_NOTE,
+        ),
+    )
+
+
+_M = {"embed_dim": 180, "depths": (6,) * 6, "num_heads": (6,) * 6, "window_size": 8}
+
+register_model(
+    ModelSpec(
+        name="swinir",
+        family="swinir",
+        builder=SwinIR,
+        scales=(2, 3, 4, 8),
+        paper=_PAPER,
+        code_license=_LICENSE,
+        description=(
+            "SwinIR-M for classical SR: 6 residual Swin blocks x 6 layers, 180 features, "
+            "window 8; DF2K weights by default, DIV2K ones as tag 'div2k'"
+        ),
+        defaults={**_M, "mlp_ratio": 2.0, "upsampler": "pixelshuffle", "resi_connection": "1conv"},
+        converter=convert_swinir,
+        size_multiple=8,
+        weights=tuple(w for s in (2, 3, 4, 8) for w in _classical_weights(s)),
+    )
+)
+register_model(
+    ModelSpec(
+        name="swinir-light",
+        family="swinir",
+        builder=SwinIR,
+        scales=(2, 3, 4),
+        paper=_PAPER,
+        code_license=_LICENSE,
+        description=(
+            "SwinIR-S for lightweight SR: 4 residual Swin blocks x 6 layers, 60 features, "
+            "window 8, one-step pixel-shuffle head"
+        ),
+        defaults={
+            "embed_dim": 60,
+            "depths": (6,) * 4,
+            "num_heads": (6,) * 4,
+            "window_size": 8,
+            "mlp_ratio": 2.0,
+            "upsampler": "pixelshuffledirect",
+            "resi_connection": "1conv",
+        },
+        converter=convert_swinir,
+        size_multiple=8,
+        weights=tuple(_light_weights(s) for s in (2, 3, 4)),
+    )
+)
+register_model(
+    ModelSpec(
+        name="swinir-real",
+        family="swinir",
+        builder=SwinIR,
+        scales=(2, 4),
+        paper=_PAPER,
+        code_license=_LICENSE,
+        description=(
+            "SwinIR-M for real-world SR (BSRGAN degradations): nearest+conv head; GAN weights "
+            "by default, PSNR-oriented ones as tag 'psnr'"
+        ),
+        task="real-world",
+        defaults={**_M, "mlp_ratio": 2.0, "upsampler": "nearest+conv", "resi_connection": "1conv"},
+        converter=convert_swinir,
+        size_multiple=8,
+        weights=tuple(
+            w
+            for s in (4, 2)
+            for w in _real_weights(
+                s, "003_realSR_BSRGAN_DFO_s64w8_SwinIR-M", _REAL_M_DATA, _REAL_M_GAN_FILES[s]
+            )
+        ),
+    )
+)
+register_model(
+    ModelSpec(
+        name="swinir-real-large",
+        family="swinir",
+        builder=SwinIR,
+        # The architecture enlarges x2 or x4 (for training); the weights are x4.
+        scales=(2, 4),
+        default_scale=4,
+        paper=_PAPER,
+        code_license=_LICENSE,
+        description=(
+            "SwinIR-L for real-world SR (BSRGAN degradations): 9 residual Swin blocks x 6 layers, "
+            "240 features, 8 heads, 3-conv closings; GAN weights by default, PSNR as tag 'psnr'"
+        ),
+        task="real-world",
+        defaults={
+            "embed_dim": 240,
+            "depths": (6,) * 9,
+            "num_heads": (8,) * 9,
+            "window_size": 8,
+            "mlp_ratio": 2.0,
+            "upsampler": "nearest+conv",
+            "resi_connection": "3conv",
+        },
+        converter=convert_swinir,
+        size_multiple=8,
+        weights=_real_weights(
+            4, "003_realSR_BSRGAN_DFOWMFC_s64w8_SwinIR-L", _REAL_L_DATA, _REAL_L_GAN
+        ),
+    )
+)
