@@ -6,6 +6,7 @@ malformed state dicts; agreement with spandrel; the registry's sha256 path; the 
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ from torch import nn
 
 import srzoo
 from srzoo import registry
+from srzoo.archs._window import relative_position_index
+from srzoo.archs.hat import overlap_position_index
 from srzoo.detect import detect_file, read_shapes
 from srzoo.errors import ArgumentError, ArgumentTypeError, IncompatibleWeightsError, WeightsError
 from srzoo.registry import Detected, ModelSpec, Paper, Shapes, WeightSpec
@@ -26,6 +29,7 @@ from srzoo.weights.sources import PACKAGE_DATA
 from .archs.reference_ntire import RefRLFN, RefSAFMNNTIRE
 from .archs.test_esrgan import _basicsr as esrgan_basicsr
 from .archs.test_esrgan import _kair as esrgan_kair
+from .archs.test_swin2sr import _to_transformers as swin2sr_to_transformers
 from .util import CHECKPOINTS, randomize_, require_shared
 
 StateDict = dict[str, torch.Tensor]
@@ -122,6 +126,52 @@ def _wrap(kind: str) -> Callable[[StateDict], object]:
     return lambda s: {f"{kind}{k}": v for k, v in s.items()}
 
 
+def _swin_indices(window: int) -> Callable[[StateDict], StateDict]:
+    """SwinIR / Swin2SR: the index table upstream stores in every attention layer."""
+
+    def apply(state: StateDict) -> StateDict:
+        index = relative_position_index(window, torch.device("cpu"))
+        out = dict(state)
+        for key in state:
+            if key.endswith(".attn.qkv.weight"):
+                out[key.replace(".qkv.weight", ".relative_position_index")] = index.clone()
+        return out
+
+    return apply
+
+
+def _hat_indices(window: int, overlap_ratio: float) -> Callable[[StateDict], StateDict]:
+    """HAT: the two index tables the official files store at the top level."""
+    overlap = int(window * overlap_ratio) + window
+    cpu = torch.device("cpu")
+    return lambda s: {
+        **s,
+        "relative_position_index_SA": relative_position_index(window, cpu).clone(),
+        "relative_position_index_OCA": overlap_position_index(window, overlap, cpu).clone(),
+    }
+
+
+def _dat_buffers(h: int, w: int) -> Callable[[StateDict], StateDict]:
+    """DAT: each spatial attention's offsets and index (upstream's persistent buffers)."""
+
+    def offsets(a: int, b: int) -> torch.Tensor:
+        grid = torch.meshgrid(torch.arange(1 - a, a), torch.arange(1 - b, b), indexing="ij")
+        return torch.stack(grid).flatten(1).t().float()
+
+    def apply(state: StateDict) -> StateDict:
+        out = dict(state)
+        for key in state:
+            if m := re.fullmatch(r"(.*\.attns\.(\d))\.pos\.pos_proj\.weight", key):
+                a, b = (h, w) if m[2] == "0" else (w, h)
+                out[f"{m[1]}.rpe_biases"] = offsets(a, b)
+                out[f"{m[1]}.relative_position_index"] = relative_position_index(
+                    (a, b), torch.device("cpu")
+                ).clone()
+        return out
+
+    return apply
+
+
 # --------------------------------------------------------------------------------------------
 # The grid: (model, scale, constructor arguments, layout) per family
 # --------------------------------------------------------------------------------------------
@@ -142,6 +192,31 @@ class Case:
     def id(self) -> str:
         args = "-".join(f"{v}" for v in self.args.values())
         return f"{self.name}-x{self.scale}-{self.layout}-{args}-{self.wrapper or 'flat'}"
+
+
+_SWINIR_TINY: dict[str, Any] = {
+    "embed_dim": 12,
+    "depths": (2,),
+    "num_heads": (2,),
+    "window_size": 4,
+    "num_feat": 8,
+}
+_SWIN2SR_TINY: dict[str, Any] = {"embed_dim": 12, "depths": (2,), "num_heads": (2,), "num_feat": 8}
+_HAT_TINY: dict[str, Any] = {
+    "embed_dim": 12,
+    "depths": (2,),
+    "num_heads": (2,),
+    "window_size": 4,
+    "compress_ratio": 3,
+    "squeeze_factor": 4,
+    "num_feat": 8,
+}
+_DAT_TINY: dict[str, Any] = {"embed_dim": 32, "depth": (2,), "num_heads": (2,)}
+
+
+def _light(args: dict[str, Any]) -> dict[str, Any]:
+    """The arguments without ``num_feat``: a one-step pixel-shuffle head has no features."""
+    return {k: v for k, v in args.items() if k != "num_feat"}
 
 
 CASES = [
@@ -278,6 +353,77 @@ CASES = [
         "basicsr",
         wrapper="state_dict",
     ),
+    # Attention families: window sizes from the stored index tables where the case adds them.
+    Case(
+        "swinir",
+        2,
+        _SWINIR_TINY | {"depths": (2, 1), "num_heads": (2, 3), "mlp_ratio": 1.5},
+        to_upstream=_swin_indices(4),
+        wrapper="params",
+    ),
+    Case("swinir", 3, _SWINIR_TINY | {"window_size": 8}),
+    Case("swinir-light", 4, {**_light(_SWINIR_TINY), "num_heads": (3,)}, wrapper="params"),
+    Case("swinir-real", 2, _SWINIR_TINY, wrapper="params_ema"),
+    Case("swinir-real-large", 4, {**_SWINIR_TINY, "embed_dim": 16}, wrapper="params_ema"),
+    Case(
+        "swin2sr",
+        2,
+        {**_SWINIR_TINY, "window_size": 4},
+        to_upstream=_swin_indices(4),
+        wrapper="params",
+    ),
+    Case("swin2sr", 3, _SWIN2SR_TINY | {"depths": (1, 1), "num_heads": (2, 3), "mlp_ratio": 1.5}),
+    Case("swin2sr-light", 4, _light(_SWIN2SR_TINY) | {"resi_connection": "3conv"}),
+    Case("swin2sr-real", 4, _SWIN2SR_TINY, wrapper="params_ema"),
+    Case("swin2sr-compressed", 2, _SWIN2SR_TINY, to_upstream=_swin_indices(8)),
+    Case(
+        "swin2sr",
+        4,
+        _SWIN2SR_TINY,
+        "transformers",
+        lambda s: swin2sr_to_transformers(s, "pixelshuffle"),
+    ),
+    Case(
+        "swin2sr-light",
+        3,
+        _light(_SWIN2SR_TINY),
+        "transformers",
+        lambda s: swin2sr_to_transformers(s, "pixelshuffledirect"),
+    ),
+    Case("hat-s", 2, _HAT_TINY, to_upstream=_hat_indices(4, 0.5), wrapper="params_ema"),
+    Case(
+        "hat-s",
+        3,
+        _HAT_TINY
+        | {
+            "embed_dim": 16,
+            "depths": (1, 1),
+            "num_heads": (2, 4),
+            "window_size": 8,
+            "compress_ratio": 4,
+            "squeeze_factor": 8,
+            "overlap_ratio": 0.25,
+            "mlp_ratio": 1.5,
+        },
+    ),
+    Case("hat-l", 4, _HAT_TINY | {"depths": (1,) * 7, "num_heads": (2,) * 7}),
+    Case(
+        "hat",
+        2,
+        _HAT_TINY | {"embed_dim": 180, "compress_ratio": 30, "squeeze_factor": 30},
+        to_upstream=_hat_indices(4, 0.5),
+        wrapper="params_ema",
+    ),
+    Case(
+        "dat-2",
+        2,
+        _DAT_TINY | {"split_size": (2, 4)},
+        to_upstream=_dat_buffers(2, 4),
+        wrapper="params",
+    ),
+    Case("dat", 3, _DAT_TINY | {"depth": (1, 1), "num_heads": (2, 4)}),
+    Case("dat-s", 4, _DAT_TINY, to_upstream=_dat_buffers(8, 16), wrapper="params"),
+    Case("dat-light", 2, _DAT_TINY | {"depth": (3,), "expansion_factor": 1.5}),
 ]
 
 
@@ -781,6 +927,10 @@ def test_every_family_in_scope_has_a_detector() -> None:
         "srdensenet",
         "srresnet",
         "vdsr",
+        "swinir",
+        "swin2sr",
+        "hat",
+        "dat",
     }
     assert in_scope <= families
 
@@ -827,6 +977,63 @@ def test_detection_agrees_with_spandrel(
     assert _SPANDREL_FAMILIES[theirs.architecture.id] == found.family
     assert theirs.scale == found.scale
     assert theirs.input_channels == 3
+
+
+# The attention families, from spandrel's own networks: their state dicts hold every buffer the
+# upstream code stores (index tables, shift masks, DAT's offsets), as the released files do.
+_ATTENTION_SPANDREL = {"SwinIR": "swinir", "Swin2SR": "swin2sr", "HAT": "hat", "DAT": "dat"}
+
+
+@pytest.mark.parametrize(
+    ("arch", "scale", "config", "window"),
+    [
+        ("SwinIR", 2, {"upsampler": "pixelshuffle", "window_size": 4}, 4),
+        ("SwinIR", 3, {"upsampler": "pixelshuffledirect", "window_size": 8}, 8),
+        ("SwinIR", 4, {"upsampler": "nearest+conv", "window_size": 4}, 4),
+        ("Swin2SR", 2, {"upsampler": "pixelshuffle", "window_size": 4}, 4),
+        ("Swin2SR", 4, {"upsampler": "pixelshuffle_aux", "window_size": 8}, 8),
+        ("Swin2SR", 3, {"upsampler": "pixelshuffledirect", "window_size": 4}, 4),
+        ("Swin2SR", 4, {"upsampler": "nearest+conv", "window_size": 4}, 4),
+        ("HAT", 3, {"window_size": 4, "compress_ratio": 3, "squeeze_factor": 4}, 4),
+        ("HAT", 4, {"window_size": 8, "compress_ratio": 4, "squeeze_factor": 6}, 8),
+        ("DAT", 2, {"split_size": [2, 4], "upsampler": "pixelshuffle"}, (2, 4)),
+        ("DAT", 4, {"split_size": [8, 16], "upsampler": "pixelshuffledirect"}, (8, 16)),
+    ],
+)
+def test_attention_families_agree_with_spandrel(
+    arch: str, scale: int, config: dict[str, Any], window: object
+) -> None:
+    spandrel = pytest.importorskip("spandrel")
+    module = pytest.importorskip(f"spandrel.architectures.{arch}")
+    if arch == "DAT":
+        size = {"embed_dim": 32, "depth": [2], "num_heads": [2], "expansion_factor": 2.0}
+    else:
+        size = {"embed_dim": 12, "depths": [2], "num_heads": [2]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch.meshgrid's indexing notice
+        net = getattr(module, arch)(upscale=scale, img_size=16, **size, **config)
+    state = dict(net.state_dict())
+    found = srzoo.detect(state)
+    theirs = spandrel.ModelLoader().load_from_state_dict(dict(state))
+    assert _ATTENTION_SPANDREL[theirs.architecture.id] == found.family
+    assert theirs.scale == found.scale == scale
+    assert found.model_args["split_size" if arch == "DAT" else "window_size"] == window
+    if "upsampler" in config:
+        assert found.model_args["upsampler"] == config["upsampler"]
+
+
+@pytest.mark.parametrize(
+    "case",
+    [c for c in CASES if registry.get_spec(c.name).family in {"swinir", "swin2sr", "hat", "dat"}],
+    ids=lambda c: c.id,
+)
+def test_attention_families_match_only_their_own_files(case: Case) -> None:
+    # SwinIR, Swin2SR and HAT share conv_first / layers.N.residual_group.blocks.M...: each
+    # detector must recognise its family's files and no other's (no specificity contest).
+    state = case.to_upstream(dict(_build(case).state_dict()))
+    shapes = Shapes({k: tuple(v.shape) for k, v in state.items()})
+    matched = [d.family for d in registry.detectors() if d.detect(shapes) is not None]
+    assert matched == [registry.get_spec(case.name).family]
 
 
 def _to_old(state: StateDict) -> StateDict:

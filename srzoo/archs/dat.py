@@ -31,6 +31,7 @@ the channel interaction's global average pooling see the whole image.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 from typing import Literal
 
@@ -41,13 +42,17 @@ from torch import nn
 
 from ..errors import ArgumentError, IncompatibleWeightsError
 from ..registry import (
+    Detected,
     ModelSpec,
     Paper,
     ReportedMetric,
+    Shapes,
     StateDict,
     WeightSpec,
+    register_detector,
     register_model,
     set5_set14,
+    shuffle_factor,
 )
 from ._blocks import DIV2K_RGB_MEAN, Upsampler, image_forward, pixel_shuffle_head
 from ._window import relative_position_index, shift_mask
@@ -63,6 +68,7 @@ __all__ = [
     "SpatialAttention",
     "SpatialGate",
     "convert_dat",
+    "detect_dat",
 ]
 
 
@@ -1095,3 +1101,152 @@ _register(
         _SUPP_TABLE2,
     ),
 )
+
+
+# --------------------------------------------------------------------------------------------
+# Detection
+# --------------------------------------------------------------------------------------------
+
+_BLOCK0 = "layers.0.blocks.0."
+_SPATIAL0 = _BLOCK0 + "attn.attns.0."
+# zhengchen1999/DAT's keys (spandrel's); srzoo's state dicts are these without the computed
+# buffers.
+_LAYOUTS = {
+    "official": (
+        "conv_first.weight",
+        "before_RG.1.weight",
+        _BLOCK0 + "norm1.weight",
+        _BLOCK0 + "attn.qkv.weight",
+        _BLOCK0 + "attn.dwconv.0.weight",
+        _BLOCK0 + "attn.channel_interaction.1.weight",
+        _SPATIAL0 + "pos.pos_proj.weight",
+        _BLOCK0 + "ffn.fc1.weight",
+        _BLOCK0 + "ffn.sg.conv.weight",
+        "norm.weight",
+    ),
+}
+# The windows of the released models, (height, width); the first is the default.
+_WINDOWS = ((8, 32), (8, 16))
+
+
+def _split_size(shapes: Shapes) -> tuple[int, int] | None:
+    # rpe_biases has (2h - 1)(2w - 1) rows, relative_position_index is (h * w, h * w) and the
+    # shifted blocks' masks (windows, h * w, h * w): with the product and the area, h + w
+    # follows, and h and w are the roots of t**2 - (h + w) t + h * w (the smaller taken as the
+    # height: the two halves of the attention use the window and its transpose, so the
+    # shapes are the same either way, and every release has h <= w).
+    offsets = shapes.dim(_SPATIAL0 + "rpe_biases")
+    area = shapes.dim(_SPATIAL0 + "relative_position_index") or next(
+        (shapes.dim(k, 1) for k in shapes if k.endswith(".attn.attn_mask_0")), 0
+    )
+    if area and offsets:
+        total, odd = divmod(4 * area + 1 - offsets, 2)
+        root = math.isqrt(max(total * total - 4 * area, 0))
+        h, w = (total - root) // 2, (total + root) // 2
+        ok = not odd and h >= 1 and h * w == area and (2 * h - 1) * (2 * w - 1) == offsets
+        return (h, w) if ok else None
+    if area or offsets:  # one of the two: the released window that fits it, if any
+        fits = [
+            (h, w)
+            for h, w in _WINDOWS
+            if area in (0, h * w) and offsets in (0, (2 * h - 1) * (2 * w - 1))
+        ]
+        return fits[0] if fits else None
+    return _WINDOWS[0]
+
+
+def detect_dat(shapes: Shapes) -> Detected | None:
+    """Recognise a DAT checkpoint (zhengchen1999/DAT keys) from keys and shapes.
+
+    Reads ``embed_dim`` and the image channels (``conv_first``), the blocks of each residual
+    group (``depth``), the heads of each group (twice the outputs of the spatial attention's
+    position-bias MLP: each half of the attention has half the heads), ``expansion_factor``
+    (the SGFN's hidden width over ``embed_dim``), ``qkv_bias``, ``resi_connection`` (``1conv``
+    or ``3conv``), the upsampler and the scale: ``conv_before_upsample`` is the classic
+    ``pixelshuffle`` head (64 features, the scale from its sub-pixel stages), a lone
+    ``upsample.0`` the lightweight ``pixelshuffledirect`` head (``in_chans * scale**2``
+    outputs).
+
+    ``split_size`` (the spatial attention's window) is read from the buffers the official
+    files store: ``rpe_biases`` (``(2h - 1)(2w - 1)`` offsets) with ``relative_position_index``
+    (``(h * w, h * w)``) or a shift mask give ``h`` and ``w``; the parameters do not depend on
+    it. A file with neither (srzoo's own state dicts) gets ``(8, 32)``, the window of every
+    release but DAT-S; the order of the two sides cannot be read (both halves of the attention
+    use the window and its transpose) and the smaller is taken as the height, as released.
+    ``qk_scale`` (the default) and ``img_range`` (1) cannot be read.
+
+    Names: ``dat-light`` for the ``pixelshuffledirect`` head, ``dat-s`` for the ``(8, 16)``
+    window, ``dat-2`` for an expansion factor below 4, ``dat`` otherwise (the same builder and
+    converter; ``model_args`` carries the window).
+
+    Args:
+        shapes: The checkpoint's keys and shapes.
+
+    Returns:
+        What it is, or ``None`` when it is not a DAT.
+    """
+    if not shapes.has(*_LAYOUTS["official"]):
+        return None
+    embed_dim, in_chans = shapes.dim("conv_first.weight"), shapes.dim("conv_first.weight", 1)
+    n_groups = shapes.count(r"layers\.(\d+)\.blocks\.0\.norm1\.weight")
+    depth = tuple(
+        shapes.count(rf"layers\.{i}\.blocks\.(\d+)\.norm1\.weight") for i in range(n_groups)
+    )
+    heads = tuple(
+        2 * shapes.dim(f"layers.{i}.blocks.0.attn.attns.0.pos.pos3.2.weight")
+        for i in range(n_groups)
+    )
+    hidden, split = shapes.dim(_BLOCK0 + "ffn.fc1.weight"), _split_size(shapes)
+    if (
+        split is None
+        or embed_dim < 32
+        or min((in_chans, n_groups, hidden, *depth, *heads)) < 1
+        or any(embed_dim % h for h in heads)
+        or any(
+            shapes.dim(f"layers.{i}.blocks.1.attn.temperature") not in (0, h)
+            for i, h in enumerate(heads)
+        )
+    ):
+        return None
+    if shapes.has("layers.0.conv.weight"):
+        resi = "1conv"
+    elif shapes.has("layers.0.conv.0.weight", "layers.0.conv.4.weight"):
+        resi = "3conv"
+    else:
+        return None
+    if shapes.has("conv_before_upsample.0.weight"):
+        upsampler = "pixelshuffle"
+        num_feat = shapes.dim("conv_before_upsample.0.weight")
+        scale = shapes.stacked_shuffle_scale("upsample.", ".weight", num_feat)
+        if num_feat != 64 or shapes.dim("conv_last.weight") != in_chans:
+            return None
+    else:
+        upsampler = "pixelshuffledirect"
+        scale = shuffle_factor(shapes.dim("upsample.0.weight"), in_chans)
+        if shapes.dim("upsample.0.weight", 1) != embed_dim:
+            return None
+    if not scale:
+        return None
+    ratio = hidden / embed_dim
+    expansion = ratio if int(embed_dim * ratio) == hidden else (hidden + 0.5) / embed_dim
+    args: dict[str, object] = {
+        "in_chans": in_chans,
+        "embed_dim": embed_dim,
+        "depth": depth,
+        "num_heads": heads,
+        "split_size": split,
+        "expansion_factor": expansion,
+        "qkv_bias": shapes.has(_BLOCK0 + "attn.qkv.bias"),
+        "resi_connection": resi,
+        "upsampler": upsampler,
+    }
+    if upsampler == "pixelshuffledirect":
+        name = "dat-light"
+    elif split == (8, 16):
+        name = "dat-s"
+    else:
+        name = "dat-2" if expansion < 4 else "dat"
+    return Detected(name, scale, args, "official")
+
+
+register_detector("dat", detect_dat, layouts=_LAYOUTS)

@@ -31,6 +31,7 @@ attention averages its features over the whole image.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 
 import torch
@@ -39,11 +40,14 @@ from torch import nn
 
 from ..errors import ArgumentError, IncompatibleWeightsError
 from ..registry import (
+    Detected,
     ModelSpec,
     Paper,
     ReportedMetric,
+    Shapes,
     StateDict,
     WeightSpec,
+    register_detector,
     register_model,
     set5_set14,
 )
@@ -62,6 +66,7 @@ __all__ = [
     "PatchEmbed",
     "WindowAttention",
     "convert_hat",
+    "detect_hat",
     "overlap_position_index",
     "window_order",
 ]
@@ -1047,3 +1052,145 @@ for _name, _description, _defaults, _task, _scales, _weights in (
             default_scale=4,
         )
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Detection
+# --------------------------------------------------------------------------------------------
+
+_BLOCK0 = "layers.0.residual_group.blocks.0."
+_OCAB0 = "layers.0.residual_group.overlap_attn."
+# XPixelGroup/HAT's keys (spandrel's, OpenModelDB's re-saves); srzoo's state dicts are these
+# without the index tables.
+_LAYOUTS = {
+    "official": (
+        "conv_first.weight",
+        _BLOCK0 + "attn.relative_position_bias_table",
+        _BLOCK0 + "attn.qkv.weight",
+        _BLOCK0 + "conv_block.cab.0.weight",
+        _BLOCK0 + "conv_block.cab.3.attention.1.weight",
+        _BLOCK0 + "mlp.fc1.weight",
+        _OCAB0 + "relative_position_bias_table",
+        _OCAB0 + "qkv.weight",
+        "norm.weight",
+        "conv_before_upsample.0.weight",
+        "conv_last.weight",
+    ),
+}
+
+
+def _odd_side(rows: int) -> int:
+    # The side of a square (2n - 1) x (2n - 1) table of ``rows`` entries, or 0.
+    side = math.isqrt(rows)
+    return side if side * side == rows and side % 2 else 0
+
+
+def _divisor(total: int, part: int) -> int:
+    # The ratio r with total // r == part (the builders' integer division), or 0.
+    if part < 1:
+        return 0
+    ratio = total // part
+    return ratio if ratio >= 1 and total // ratio == part else 0
+
+
+def detect_hat(shapes: Shapes) -> Detected | None:
+    """Recognise a HAT checkpoint (XPixelGroup/HAT keys) from keys and shapes.
+
+    Reads ``embed_dim`` and the image channels (``conv_first``), the hybrid attention blocks of
+    each residual group (``depths``), the heads of each group (the last dimension of its
+    window-attention bias table), ``window_size`` (that table has ``(2 * window - 1) ** 2``
+    rows), ``overlap_ratio`` (the overlapping cross-attention's table has
+    ``(window + overlap_window - 1) ** 2`` rows, ``overlap_window = int(window * ratio) +
+    window``), ``compress_ratio`` (``embed_dim`` over the CAB's first convolution) and
+    ``squeeze_factor`` (``embed_dim`` over its channel attention's squeeze), ``mlp_ratio``,
+    ``qkv_bias``, ``patch_norm``, ``resi_connection`` (a convolution closing each group,
+    ``1conv``, or none, ``identity``), ``num_feat`` and the scale from the sub-pixel stages.
+
+    What cannot be read: ``conv_scale`` (the CAB branch's weight, a constant: 0.01, every
+    release's), ``qk_scale`` (the default ``head_dim ** -0.5``) and ``img_range`` (1).
+
+    Names: ``hat-l`` for more than six groups, ``hat-s`` for fewer than 180 features, ``hat``
+    otherwise. ``real-hat-gan`` has HAT's tensors exactly and is never the answer: load such a
+    file as ``hat`` (the same builder and converter). SwinIR's keys are a subset of HAT's; the
+    CAB (``conv_block``) and the overlapping attention (``overlap_attn``) are HAT's alone.
+
+    Args:
+        shapes: The checkpoint's keys and shapes.
+
+    Returns:
+        What it is, or ``None`` when it is not a HAT.
+    """
+    if not shapes.has(*_LAYOUTS["official"]):
+        return None
+    embed_dim, in_chans = shapes.dim("conv_first.weight"), shapes.dim("conv_first.weight", 1)
+    n_groups = shapes.count(r"layers\.(\d+)\.residual_group\.overlap_attn\.qkv\.weight")
+    depths = tuple(
+        shapes.count(rf"layers\.{i}\.residual_group\.blocks\.(\d+)\.norm1\.weight")
+        for i in range(n_groups)
+    )
+    tables = [
+        f"layers.{i}.residual_group.blocks.0.attn.relative_position_bias_table"
+        for i in range(n_groups)
+    ]
+    heads = tuple(shapes.dim(t, 1) for t in tables)
+    window = (_odd_side(shapes.dim(tables[0])) + 1) // 2 if tables else 0
+    oca_side = math.isqrt(shapes.dim(_OCAB0 + "relative_position_bias_table"))
+    overlap_window = oca_side - window + 1
+    overlap_ratio = (overlap_window - window) / window if window else 0.0
+    compress = _divisor(embed_dim, shapes.dim(_BLOCK0 + "conv_block.cab.0.weight"))
+    squeeze = _divisor(embed_dim, shapes.dim(_BLOCK0 + "conv_block.cab.3.attention.1.weight"))
+    hidden, num_feat = (
+        shapes.dim(_BLOCK0 + "mlp.fc1.weight"),
+        shapes.dim("conv_before_upsample.0.weight"),
+    )
+    scale = shapes.stacked_shuffle_scale("upsample.", ".weight", num_feat)
+    if (
+        min(
+            (
+                embed_dim,
+                in_chans,
+                n_groups,
+                hidden,
+                window,
+                compress,
+                squeeze,
+                scale,
+                *depths,
+                *heads,
+            )
+        )
+        < 1
+        or window < 2
+        or any(embed_dim % h for h in heads)
+        or oca_side * oca_side != shapes.dim(_OCAB0 + "relative_position_bias_table")
+        or overlap_window < window
+        or int(window * overlap_ratio) + window != overlap_window
+        or shapes.dim("conv_last.weight") != in_chans
+    ):
+        return None
+    has_conv = shapes.has("layers.0.conv.weight")
+    if has_conv != shapes.has("conv_after_body.weight"):
+        return None
+    ratio = hidden / embed_dim
+    args: dict[str, object] = {
+        "in_chans": in_chans,
+        "embed_dim": embed_dim,
+        "depths": depths,
+        "num_heads": heads,
+        "window_size": window,
+        "compress_ratio": compress,
+        "squeeze_factor": squeeze,
+        "conv_scale": 0.01,
+        "overlap_ratio": overlap_ratio,
+        # hidden == int(embed_dim * mlp_ratio): one just above the quotient when int() rounded.
+        "mlp_ratio": ratio if int(embed_dim * ratio) == hidden else (hidden + 0.5) / embed_dim,
+        "qkv_bias": shapes.has(_BLOCK0 + "attn.qkv.bias"),
+        "patch_norm": shapes.has("patch_embed.norm.weight"),
+        "resi_connection": "1conv" if has_conv else "identity",
+        "num_feat": num_feat,
+    }
+    name = "hat-l" if n_groups > 6 else "hat-s" if embed_dim < 180 else "hat"
+    return Detected(name, scale, args, "official")
+
+
+register_detector("hat", detect_hat, layouts=_LAYOUTS)

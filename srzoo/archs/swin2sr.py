@@ -44,14 +44,18 @@ from torch import nn
 
 from ..errors import ArgumentError
 from ..registry import (
+    Detected,
     ModelSpec,
     Paper,
     ReportedMetric,
+    Shapes,
     StateDict,
     Task,
     WeightSpec,
+    register_detector,
     register_model,
     set5_set14,
+    shuffle_factor,
 )
 from ._blocks import DIV2K_RGB_MEAN, Upsampler, image_forward, pixel_shuffle_head, shuffle_factors
 from ._window import (
@@ -71,6 +75,7 @@ __all__ = [
     "SwinV2Block",
     "WindowAttentionV2",
     "convert_swin2sr",
+    "detect_swin2sr",
 ]
 
 UPSAMPLERS = ("pixelshuffle", "pixelshuffledirect", "nearest+conv", "pixelshuffle_aux")
@@ -997,3 +1002,172 @@ _register(
         official_note=_MIRROR_NOTE.format(size=_NO_SIZE),
     ),
 )
+
+
+# --------------------------------------------------------------------------------------------
+# Detection
+# --------------------------------------------------------------------------------------------
+
+_BLOCK0 = "layers.0.residual_group.blocks.0."
+_HF_BLOCK0 = "swin2sr.encoder.stages.0.layers.0."
+# mv-lab/swin2sr's keys (spandrel's), and Swin2SRForImageSuperResolution's (transformers).
+_LAYOUTS = {
+    "official": (
+        "conv_first.weight",
+        _BLOCK0 + "norm1.weight",
+        _BLOCK0 + "attn.logit_scale",
+        _BLOCK0 + "attn.cpb_mlp.0.weight",
+        _BLOCK0 + "attn.qkv.weight",
+        _BLOCK0 + "mlp.fc1.weight",
+        "norm.weight",
+    ),
+    "transformers": (
+        "swin2sr.first_convolution.weight",
+        _HF_BLOCK0 + "layernorm_before.weight",
+        _HF_BLOCK0 + "attention.self.logit_scale",
+        _HF_BLOCK0 + "attention.self.continuous_position_bias_mlp.0.weight",
+        _HF_BLOCK0 + "attention.self.query.weight",
+        _HF_BLOCK0 + "intermediate.dense.weight",
+        "swin2sr.layernorm.weight",
+    ),
+}
+_NAMES = {
+    "pixelshuffle": "swin2sr",
+    "pixelshuffledirect": "swin2sr-light",
+    "nearest+conv": "swin2sr-real",
+    "pixelshuffle_aux": "swin2sr-compressed",
+}
+_CPB_HIDDEN = 512  # the continuous position bias MLP's width: fixed by the architecture
+_DEFAULT_WINDOW = 8  # every released model's; the only window a file without tables can tell
+
+
+def _official_shapes(shapes: Shapes) -> Shapes:
+    # The transformers keys renamed as _from_transformers renames the tensors; the query, key
+    # and value projections become one qkv of three times the rows.
+    out: dict[str, tuple[int, ...]] = {}
+    for key, shape in shapes.items():
+        m = _HF_QKV.match(key)
+        if m is not None:
+            qkv = f"layers.{m[1]}.residual_group.blocks.{m[2]}.attn.qkv.weight"
+            rows = out.get(qkv, (0, *shape[1:]))[0]
+            out[qkv] = (rows + shape[0], *shape[1:])
+            continue
+        new = key
+        for pattern, repl in _HF_COMPILED:
+            if pattern.match(key):
+                new = pattern.sub(repl, key, count=1)
+                break
+        out[new] = shape
+    return Shapes(out)
+
+
+def _window(shapes: Shapes) -> int:
+    # relative_position_index is (window**2, window**2); relative_coords_table is
+    # (1, 2 * window - 1, 2 * window - 1, 2). Without either, the released models' 8.
+    index = shapes.dim(_BLOCK0 + "attn.relative_position_index")
+    if index:
+        side = math.isqrt(index)
+        return side if side * side == index else 0
+    coords = shapes.dim(_BLOCK0 + "attn.relative_coords_table", 1)
+    if coords:
+        return (coords + 1) // 2 if coords % 2 else 0
+    return _DEFAULT_WINDOW
+
+
+def detect_swin2sr(shapes: Shapes) -> Detected | None:
+    """Recognise a Swin2SR checkpoint, official (mv-lab/swin2sr) or ``transformers`` keys.
+
+    Reads the layout (``swin2sr.*`` keys: ``transformers``, renamed to the official keys
+    first, its query / key / value rows summed into ``qkv``), ``embed_dim`` and the image
+    channels (``conv_first``), the SwinV2 blocks of each residual group (``depths``), the
+    heads of each group (``logit_scale`` is ``(heads, 1, 1)``), ``mlp_ratio`` (the MLP's hidden
+    width over ``embed_dim``), ``qkv_bias`` (``q_bias``), ``patch_norm``, ``resi_connection``
+    (``1conv`` or ``3conv``), the upsampler and the scale: ``conv_aux`` is the compressed-input
+    ``pixelshuffle_aux`` head, ``conv_up1`` the real-world ``nearest+conv`` head (x4 with a
+    ``conv_up2``, else x2), ``conv_before_upsample`` otherwise the classical ``pixelshuffle``
+    head (the scale from its sub-pixel stages, ``num_feat`` from its width), and a lone
+    ``upsample.0`` the lightweight ``pixelshuffledirect`` head.
+
+    The window size is read from the tables the official files store
+    (``attn.relative_position_index``, ``(window**2, window**2)``, or
+    ``attn.relative_coords_table``); the position-bias MLP's weights do not depend on it, so a
+    file without them (``transformers`` keeps them out of its state dicts, as srzoo does) gets
+    the released models' window, 8. ``img_range`` (1) cannot be read either.
+
+    The name follows the upsampler: ``swin2sr`` (``pixelshuffle``), ``swin2sr-light``
+    (``pixelshuffledirect``), ``swin2sr-real`` (``nearest+conv``), ``swin2sr-compressed``
+    (``pixelshuffle_aux``). SwinIR and HAT files have no ``logit_scale`` / ``cpb_mlp``.
+
+    Args:
+        shapes: The checkpoint's keys and shapes.
+
+    Returns:
+        What it is, or ``None`` when it is not a Swin2SR.
+    """
+    if shapes.has(*_LAYOUTS["transformers"]):
+        layout, shapes = "transformers", _official_shapes(shapes)
+    elif shapes.has(*_LAYOUTS["official"]):
+        layout = "official"
+    else:
+        return None
+    if shapes.has(_BLOCK0 + "attn.relative_position_bias_table"):
+        return None
+    embed_dim, in_chans = shapes.dim("conv_first.weight"), shapes.dim("conv_first.weight", 1)
+    n_layers = shapes.count(r"layers\.(\d+)\.residual_group\.blocks\.0\.attn\.logit_scale")
+    depths = tuple(
+        shapes.count(rf"layers\.{i}\.residual_group\.blocks\.(\d+)\.attn\.logit_scale")
+        for i in range(n_layers)
+    )
+    heads = tuple(
+        shapes.dim(f"layers.{i}.residual_group.blocks.0.attn.logit_scale") for i in range(n_layers)
+    )
+    hidden, window = shapes.dim(_BLOCK0 + "mlp.fc1.weight"), _window(shapes)
+    if (
+        min((embed_dim, in_chans, n_layers, hidden, window, *depths, *heads)) < 1
+        or any(embed_dim % h for h in heads)
+        or shapes.dim(_BLOCK0 + "attn.cpb_mlp.0.weight") != _CPB_HIDDEN
+        or shapes.dim(_BLOCK0 + "attn.qkv.weight") != 3 * embed_dim
+    ):
+        return None
+    if shapes.has("layers.0.conv.weight"):
+        resi = "1conv"
+    elif shapes.has("layers.0.conv.0.weight", "layers.0.conv.4.weight"):
+        resi = "3conv"
+    else:
+        return None
+    num_feat = shapes.dim("conv_before_upsample.0.weight")
+    if shapes.has("conv_aux.weight", "conv_bicubic.weight"):
+        upsampler = "pixelshuffle_aux"
+        scale = shapes.stacked_shuffle_scale("upsample.", ".weight", num_feat)
+    elif shapes.has("conv_up1.weight"):
+        upsampler, scale = "nearest+conv", 4 if shapes.has("conv_up2.weight") else 2
+    elif num_feat:
+        upsampler = "pixelshuffle"
+        scale = shapes.stacked_shuffle_scale("upsample.", ".weight", num_feat)
+    else:
+        upsampler = "pixelshuffledirect"
+        scale = shuffle_factor(shapes.dim("upsample.0.weight"), in_chans)
+        if shapes.dim("upsample.0.weight", 1) != embed_dim:
+            return None
+    if not scale or (num_feat and shapes.dim("conv_last.weight") != in_chans):
+        return None
+    ratio = hidden / embed_dim
+    args: dict[str, object] = {
+        "in_channels": in_chans,
+        "embed_dim": embed_dim,
+        "depths": depths,
+        "num_heads": heads,
+        "window_size": window,
+        # hidden == int(embed_dim * mlp_ratio): one just above the quotient when int() rounded.
+        "mlp_ratio": ratio if int(embed_dim * ratio) == hidden else (hidden + 0.5) / embed_dim,
+        "qkv_bias": shapes.has(_BLOCK0 + "attn.q_bias"),
+        "patch_norm": shapes.has("patch_embed.norm.weight"),
+        "resi_connection": resi,
+        "upsampler": upsampler,
+    }
+    if num_feat:
+        args["num_feat"] = num_feat
+    return Detected(_NAMES[upsampler], scale, args, layout)
+
+
+register_detector("swin2sr", detect_swin2sr, layouts=_LAYOUTS)

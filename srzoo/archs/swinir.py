@@ -68,6 +68,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 from typing import Literal
 
@@ -76,7 +77,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ArgumentError
-from ..registry import ModelSpec, Paper, StateDict, WeightSpec, register_model, set5_set14
+from ..registry import (
+    Detected,
+    ModelSpec,
+    Paper,
+    Shapes,
+    StateDict,
+    WeightSpec,
+    register_detector,
+    register_model,
+    set5_set14,
+    shuffle_factor,
+)
 from ._blocks import DIV2K_RGB_MEAN, Upsampler, image_forward, pixel_shuffle_head, shuffle_factors
 from ._window import (
     pad_to_multiple,
@@ -96,6 +108,7 @@ __all__ = [
     "SwinTransformerBlock",
     "WindowAttention",
     "convert_swinir",
+    "detect_swinir",
 ]
 
 UpsamplerKind = Literal["pixelshuffle", "pixelshuffledirect", "nearest+conv"]
@@ -898,3 +911,122 @@ register_model(
         ),
     )
 )
+
+
+# --------------------------------------------------------------------------------------------
+# Detection
+# --------------------------------------------------------------------------------------------
+
+_BLOCK0 = "layers.0.residual_group.blocks.0."
+# JingyunLiang/SwinIR's keys (KAIR's and spandrel's are the same); srzoo's own state dicts are
+# these without the computed buffers.
+_LAYOUTS = {
+    "official": (
+        "conv_first.weight",
+        _BLOCK0 + "norm1.weight",
+        _BLOCK0 + "attn.relative_position_bias_table",
+        _BLOCK0 + "attn.qkv.weight",
+        _BLOCK0 + "attn.proj.weight",
+        _BLOCK0 + "mlp.fc1.weight",
+        "norm.weight",
+    ),
+}
+
+
+def _ratio(hidden: int, dim: int) -> float:
+    # hidden == int(dim * ratio): the plain quotient, or one just above it when int() rounded.
+    ratio = hidden / dim
+    return ratio if int(dim * ratio) == hidden else (hidden + 0.5) / dim
+
+
+def detect_swinir(shapes: Shapes) -> Detected | None:
+    """Recognise a SwinIR checkpoint (JingyunLiang/SwinIR keys) from keys and shapes.
+
+    Reads ``embed_dim`` and the image channels (``conv_first``), the Swin layers of each RSTB
+    (``depths``), the heads of each RSTB (the last dimension of its relative-position bias
+    table), ``window_size`` (the table has ``(2 * window - 1) ** 2`` rows), ``mlp_ratio`` (the
+    MLP's hidden width over ``embed_dim``), ``qkv_bias``, ``patch_norm``, ``resi_connection``
+    (one closing convolution, ``1conv``, or a ``Sequential`` of three, ``3conv``), the
+    upsampler and the scale: ``conv_up1`` is the real-world ``nearest+conv`` head (x4 with a
+    ``conv_up2``, else x2), ``conv_before_upsample`` without it the classical ``pixelshuffle``
+    head (the scale from its sub-pixel stages, ``num_feat`` from its width), and a lone
+    ``upsample.0`` the lightweight ``pixelshuffledirect`` head (``in_chans * scale**2``
+    outputs). Only ``img_range`` (1) cannot be read: it multiplies no weight.
+
+    Files with HAT's ``conv_block`` / ``overlap_attn`` or Swin2SR's ``logit_scale`` are not
+    SwinIR's. The name: ``swinir-light`` for ``pixelshuffledirect``, ``swinir-real-large`` for
+    ``nearest+conv`` with ``3conv`` closings, ``swinir-real`` for other ``nearest+conv`` files,
+    ``swinir`` for ``pixelshuffle``; every variant has the same builder and converter.
+
+    Args:
+        shapes: The checkpoint's keys and shapes.
+
+    Returns:
+        What it is, or ``None`` when it is not a SwinIR.
+    """
+    if not shapes.has(*_LAYOUTS["official"]) or any(
+        shapes.has_prefix(_BLOCK0 + k) for k in ("conv_block.", "attn.logit_scale")
+    ):
+        return None
+    if shapes.has_prefix("layers.0.residual_group.overlap_attn."):
+        return None
+    embed_dim, in_chans = shapes.dim("conv_first.weight"), shapes.dim("conv_first.weight", 1)
+    n_layers = shapes.count(r"layers\.(\d+)\.residual_group\.blocks\.0\.norm1\.weight")
+    depths = tuple(
+        shapes.count(rf"layers\.{i}\.residual_group\.blocks\.(\d+)\.norm1\.weight")
+        for i in range(n_layers)
+    )
+    tables = [
+        f"layers.{i}.residual_group.blocks.0.attn.relative_position_bias_table"
+        for i in range(n_layers)
+    ]
+    heads = tuple(shapes.dim(t, 1) for t in tables)
+    rows = shapes.dim(tables[0]) if tables else 0
+    side = math.isqrt(rows)
+    hidden = shapes.dim(_BLOCK0 + "mlp.fc1.weight")
+    if (
+        min((embed_dim, in_chans, n_layers, hidden, *depths, *heads)) < 1
+        or side * side != rows
+        or side % 2 == 0
+        or any(embed_dim % h for h in heads)
+        or any(shapes.dim(t) != rows for t in tables)
+    ):
+        return None
+    if shapes.has("layers.0.conv.weight"):
+        resi = "1conv"
+    elif shapes.has("layers.0.conv.0.weight", "layers.0.conv.4.weight"):
+        resi = "3conv"
+    else:
+        return None
+    args: dict[str, object] = {
+        "in_chans": in_chans,
+        "embed_dim": embed_dim,
+        "depths": depths,
+        "num_heads": heads,
+        "window_size": (side + 1) // 2,
+        "mlp_ratio": _ratio(hidden, embed_dim),
+        "qkv_bias": shapes.has(_BLOCK0 + "attn.qkv.bias"),
+        "patch_norm": shapes.has("patch_embed.norm.weight"),
+        "resi_connection": resi,
+    }
+    num_feat = shapes.dim("conv_before_upsample.0.weight")
+    if shapes.has("conv_up1.weight"):
+        scale = 4 if shapes.has("conv_up2.weight") else 2
+        upsampler, name = "nearest+conv", "swinir-real-large" if resi == "3conv" else "swinir-real"
+    elif num_feat:
+        scale = shapes.stacked_shuffle_scale("upsample.", ".weight", num_feat)
+        upsampler, name = "pixelshuffle", "swinir"
+    else:
+        scale = shuffle_factor(shapes.dim("upsample.0.weight"), in_chans)
+        upsampler, name = "pixelshuffledirect", "swinir-light"
+        if shapes.dim("upsample.0.weight", 1) != embed_dim:
+            return None
+    if not scale or (num_feat and shapes.dim("conv_last.weight") != in_chans):
+        return None
+    args["upsampler"] = upsampler
+    if num_feat:
+        args["num_feat"] = num_feat
+    return Detected(name, scale, args, "official")
+
+
+register_detector("swinir", detect_swinir, layouts=_LAYOUTS)
