@@ -48,6 +48,19 @@ FAMILIES = sorted(m.name for m in pkgutil.iter_modules(srzoo.archs.__path__) if 
 
 TESTS = Path(__file__).resolve().parent
 
+# The window-attention families: capturing their tiny configurations and walking a gradient through
+# the paper's depth take tens of seconds per name on two cores, so those two registry-wide checks
+# run with the slow tests for them; each family's own test file captures it at two sizes (and
+# checks for graph breaks) in the default run.
+ATTENTION = {"swinir", "swin2sr", "hat", "dat"}
+
+
+def _heavy_slow(names: list[str]) -> list[Any]:
+    return [
+        pytest.param(n, marks=pytest.mark.slow) if srzoo.model_info(n).family in ATTENTION else n
+        for n in names
+    ]
+
 
 def _channels(name: str) -> int:
     return 1 if srzoo.model_info(name).colour == "y" else 3
@@ -134,7 +147,7 @@ def test_gradients_reach_every_parameter(name: str) -> None:
     check_gradients(model, channels=_channels(name))
 
 
-@pytest.mark.parametrize("name", sorted(BUILTIN))
+@pytest.mark.parametrize("name", _heavy_slow(sorted(BUILTIN)))
 def test_fullgraph_compile(name: str) -> None:
     model = randomize_(srzoo.create(name, None, **TINY[name]))
     check_compiles(model, channels=_channels(name))
@@ -279,7 +292,7 @@ def test_declared_receptive_field_is_the_measured_one(name: str, scale: int, con
     assert _measured_radius(name, scale, overrides, declared) == declared
 
 
-@pytest.mark.parametrize("name", GLOBAL)
+@pytest.mark.parametrize("name", _heavy_slow(GLOBAL))
 def test_global_networks_see_the_whole_image(name: str) -> None:
     # A pixel in the middle of a 64x64 image depends on all four corners, for some seed.
     spec = srzoo.model_info(name)
