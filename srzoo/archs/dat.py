@@ -929,7 +929,7 @@ def _weight(
         train_data=_DATA,
         license="Apache-2.0",
         metrics=metrics,
-        sha256_note=note,
+        sha256_note=note if size is not None else f"{note}; its byte size is not published",
     )
 
 
