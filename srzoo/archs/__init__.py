@@ -1,8 +1,10 @@
 """Architecture families; importing this package registers every built-in model.
 
-The window-attention families (SwinIR, Swin2SR, HAT, DAT) share the pieces in ``_window``:
-padding to the window multiple inside ``forward``, window partitions, relative-position indices
-and shift masks computed on the input's device and cached per shape.
+The window-attention families (SwinIR, Swin2SR, HAT, DAT and their successors) share the pieces
+in ``_window``: padding to the window multiple inside ``forward``, window partitions,
+relative-position indices and shift masks computed on the input's device and cached per shape;
+and the frame in ``_transformer``: token layout, MLP, stochastic depth, the convolutions closing
+each residual group, and SwinIR's reconstruction heads under their official key names.
 
 Re-parameterisable networks (SPAN) follow the RepVGG convention: ``model.eval().fuse()`` folds
 their training-time branches into plain convolutions for inference, in place, and returns the

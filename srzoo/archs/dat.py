@@ -54,7 +54,16 @@ from ..registry import (
     set5_set14,
     shuffle_factor,
 )
-from ._blocks import DIV2K_RGB_MEAN, Upsampler, image_forward, pixel_shuffle_head
+from ._blocks import DIV2K_RGB_MEAN, image_forward
+from ._transformer import (
+    ReconstructionHead,
+    ResiConnection,
+    drop_path,
+    init_transformer_weights,
+    residual_conv,
+    to_image,
+    to_tokens,
+)
 from ._window import relative_position_index, shift_mask
 
 __all__ = [
@@ -196,25 +205,6 @@ def _mean(mean: tuple[float, ...], device: torch.device, dtype: torch.dtype) -> 
     if torch.compiler.is_compiling():
         return _mean_tensor(mean, device, dtype)
     return _cached_mean(mean, device, dtype)
-
-
-def _as_image(x: torch.Tensor) -> torch.Tensor:
-    """``(B, H, W, C)`` tokens as an ``(B, C, H, W)`` view (channels-last in memory)."""
-    return x.permute(0, 3, 1, 2)
-
-
-def _as_tokens(x: torch.Tensor) -> torch.Tensor:
-    """``(B, C, H, W)`` as ``(B, H, W, C)``; free for the channels-last results of the convs."""
-    return x.permute(0, 2, 3, 1)
-
-
-def _drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
-    # Stochastic depth: drop a residual branch for whole samples while training.
-    if rate <= 0.0 or not training:
-        return x
-    keep = 1.0 - rate
-    shape = (x.shape[0],) + (1,) * (x.dim() - 1)
-    return x * x.new_empty(shape).bernoulli_(keep).div_(keep)
 
 
 # --------------------------------------------------------------------------------------------
@@ -424,7 +414,7 @@ class AdaptiveSpatialAttention(_Interaction):
         h, w, c = x.shape[1:]
         qkv = self.qkv(x)
         # The convolution branch sees the values of the image as it is, not padded.
-        conv_x = self.dwconv(_as_image(qkv[..., 2 * c :]))
+        conv_x = self.dwconv(to_image(qkv[..., 2 * c :]))
         # Upstream pads q, k and v (not the image) with zeros to a multiple of the larger window
         # side; padded tokens take part in the softmax with zero logits (plus bias). One zero
         # token after the image's stands for all of them in the gathers.
@@ -434,10 +424,10 @@ class AdaptiveSpatialAttention(_Interaction):
             [attn(tokens, (h, w), self.multiple, self.shifted) for attn in self.attns], dim=-1
         ).view(-1, h, w, c)
         channel_map = self.channel_interaction(conv_x)  # (B, C, 1, 1)
-        spatial_map = self.spatial_interaction(_as_image(attened))  # (B, 1, H, W)
-        attened = attened * torch.sigmoid(_as_tokens(channel_map))
+        spatial_map = self.spatial_interaction(to_image(attened))  # (B, 1, H, W)
+        attened = attened * torch.sigmoid(to_tokens(channel_map))
         conv_x = torch.sigmoid(spatial_map) * conv_x
-        return self.proj(attened + _as_tokens(conv_x))
+        return self.proj(attened + to_tokens(conv_x))
 
 
 class AdaptiveChannelAttention(_Interaction):
@@ -462,7 +452,7 @@ class AdaptiveChannelAttention(_Interaction):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, h, w, c = x.shape
         qkv = self.qkv(x)
-        conv_x = self.dwconv(_as_image(qkv[..., 2 * c :]))
+        conv_x = self.dwconv(to_image(qkv[..., 2 * c :]))
         # (B, H, W, 3C) -> 3 x (B, heads, head_dim, H*W): channels attend to channels.
         q, k, v = qkv.view(b, h * w, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 4, 1)
         # Upstream L2-normalises q and k over the pixels before the product; dividing the small
@@ -475,11 +465,11 @@ class AdaptiveChannelAttention(_Interaction):
         logits = (q @ k.transpose(-2, -1)) / (q_norm[..., :, None] * k_norm[..., None, :])
         attn = (logits * self.temperature).softmax(dim=-1)
         attened = (attn @ v).permute(0, 3, 1, 2).reshape(b, h, w, c)
-        channel_map = self.channel_interaction(_as_image(attened))  # (B, C, 1, 1)
+        channel_map = self.channel_interaction(to_image(attened))  # (B, C, 1, 1)
         spatial_map = self.spatial_interaction(conv_x)  # (B, 1, H, W)
-        attened = attened * torch.sigmoid(_as_tokens(spatial_map))
+        attened = attened * torch.sigmoid(to_tokens(spatial_map))
         conv_x = conv_x * torch.sigmoid(channel_map)
-        return self.proj(attened + _as_tokens(conv_x))
+        return self.proj(attened + to_tokens(conv_x))
 
 
 class SpatialGate(nn.Module):
@@ -496,7 +486,7 @@ class SpatialGate(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x1, x2 = x.chunk(2, dim=-1)
-        return x1 * _as_tokens(self.conv(_as_image(self.norm(x2))))
+        return x1 * to_tokens(self.conv(to_image(self.norm(x2))))
 
 
 class SGFN(nn.Module):
@@ -570,21 +560,8 @@ class DATB(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + _drop_path(self.attn(self.norm1(x)), self.drop_path, self.training)
-        return x + _drop_path(self.ffn(self.norm2(x)), self.drop_path, self.training)
-
-
-def _resi_conv(dim: int, kind: str) -> nn.Module:
-    # "1conv": one 3x3 conv; "3conv": a cheaper bottleneck (3x3 to dim/4, 1x1, 3x3 back).
-    if kind == "1conv":
-        return nn.Conv2d(dim, dim, 3, padding=1)
-    return nn.Sequential(
-        nn.Conv2d(dim, dim // 4, 3, padding=1),
-        nn.LeakyReLU(negative_slope=0.2, inplace=True),
-        nn.Conv2d(dim // 4, dim // 4, 1),
-        nn.LeakyReLU(negative_slope=0.2, inplace=True),
-        nn.Conv2d(dim // 4, dim, 3, padding=1),
-    )
+        x = x + drop_path(self.attn(self.norm1(x)), self.drop_path, self.training)
+        return x + drop_path(self.ffn(self.norm2(x)), self.drop_path, self.training)
 
 
 class ResidualGroup(nn.Module):
@@ -633,20 +610,19 @@ class ResidualGroup(nn.Module):
             )
             for i in range(depth)
         )
-        self.conv = _resi_conv(dim, resi_connection)
+        self.conv = residual_conv(dim, resi_connection, name="DAT")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         res = x
         for block in self.blocks:
             x = block(x)
-        return _as_tokens(self.conv(_as_image(x))) + res
+        return to_tokens(self.conv(to_image(x))) + res
 
 
 Upsampling = Literal["pixelshuffle", "pixelshuffledirect"]
-ResiConnection = Literal["1conv", "3conv"]
 
 
-class DAT(nn.Module):
+class DAT(ReconstructionHead):
     """Dual Aggregation Transformer.
 
     Takes RGB in [0, 1] at any size; the spatial attention pads its queries, keys and values
@@ -709,7 +685,6 @@ class DAT(nn.Module):
         self.receptive_field: int | None = None
         self.img_range = img_range
         self.rgb_mean: tuple[float, ...] | None = DIV2K_RGB_MEAN if in_chans == 3 else None
-        self.upsampler = upsampler
 
         self.conv_first = nn.Conv2d(in_chans, embed_dim, 3, padding=1)
         self.before_RG = nn.Sequential(ToTokens(), nn.LayerNorm(embed_dim))
@@ -731,17 +706,12 @@ class DAT(nn.Module):
             for i, d in enumerate(depth)
         )
         self.norm = nn.LayerNorm(embed_dim)
-        self.conv_after_body = _resi_conv(embed_dim, resi_connection)
-        if upsampler == "pixelshuffle":
-            num_feat = 64
-            self.conv_before_upsample = nn.Sequential(
-                nn.Conv2d(embed_dim, num_feat, 3, padding=1), nn.LeakyReLU(inplace=True)
-            )
-            self.upsample: nn.Module = Upsampler(scale=scale, n_feats=num_feat)
-            self.conv_last = nn.Conv2d(num_feat, in_chans, 3, padding=1)
-        else:
-            self.upsample = pixel_shuffle_head(embed_dim, in_chans, scale)
-        self.apply(_init_weights)
+        self.conv_after_body = residual_conv(embed_dim, resi_connection, name="DAT")
+        # The classic head's 64 features are fixed upstream (no num_feat argument).
+        self.build_head(
+            upsampler, dim=embed_dim, num_feat=64, out_chans=in_chans, scale=scale, name="DAT"
+        )
+        self.apply(init_transformer_weights)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The deep features: the residual groups between two layer norms.
@@ -755,7 +725,7 @@ class DAT(nn.Module):
         t = self.before_RG(x)
         for layer in self.layers:
             t = layer(t)
-        return _as_image(self.norm(t))
+        return to_image(self.norm(t))
 
     @image_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -764,22 +734,10 @@ class DAT(nn.Module):
             x = x - mean
         x = self.conv_first(x * self.img_range)
         x = self.conv_after_body(self.forward_features(x)) + x
-        if self.upsampler == "pixelshuffle":
-            x = self.conv_last(self.upsample(self.conv_before_upsample(x)))
-        else:
-            x = self.upsample(x)
-        x = x / self.img_range
+        x = self.reconstruct(x) / self.img_range
         if mean is not None:
             x = x + mean
         return x.contiguous()
-
-
-def _init_weights(m: nn.Module) -> None:
-    # Upstream's initialisation, for training from scratch: small truncated-normal linears.
-    if isinstance(m, nn.Linear):
-        nn.init.trunc_normal_(m.weight, std=0.02)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
 
 
 def _check_config(

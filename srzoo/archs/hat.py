@@ -51,7 +51,15 @@ from ..registry import (
     register_model,
     set5_set14,
 )
-from ._blocks import DIV2K_RGB_MEAN, Upsampler, conv3x3, image_forward
+from ._blocks import DIV2K_RGB_MEAN, conv3x3, image_forward
+from ._transformer import (
+    Mlp,
+    PatchEmbed,
+    ReconstructionHead,
+    init_transformer_weights,
+    to_image,
+    to_tokens,
+)
 from ._window import pad_to_multiple, relative_position_index, shift_mask
 
 __all__ = [
@@ -237,24 +245,6 @@ class CAB(nn.Module):
         return self.cab(x)
 
 
-class Mlp(nn.Module):
-    """The transformer's feed-forward layer: linear, GELU, linear.
-
-    Args:
-        dim: Token channels.
-        hidden: Hidden channels.
-    """
-
-    def __init__(self, *, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
-
-
 def _heads(x: torch.Tensor, parts: int, heads: int) -> tuple[torch.Tensor, ...]:
     """``(B, N, parts * C)`` -> ``parts`` views ``(B, heads, N, C // heads)`` (no copy)."""
     b, n, c = x.shape
@@ -391,7 +381,7 @@ class HAB(nn.Module):
         y = self.norm1(x)
         # The CAB sees the normalised tokens as a channels-last image: no copy on the way in
         # or out.
-        conv_x = self.conv_block(y.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        conv_x = to_tokens(self.conv_block(to_image(y)))
         ws, s = self.window_size, self.shift_size
         gather, scatter = window_order(h, w, ws, s, x.device)
         windows = y.reshape(b, h * w, c).index_select(1, gather).view(-1, ws * ws, c)
@@ -557,24 +547,7 @@ class RHAG(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, H, W, C)`` tokens -> the same shape."""
-        y = self.residual_group(x).permute(0, 3, 1, 2)
-        return self.conv(y).permute(0, 2, 3, 1) + x
-
-
-class PatchEmbed(nn.Module):
-    """The layer norm the official network applies to the first features (``patch_embed.norm``).
-
-    Args:
-        dim: Token channels.
-        patch_norm: Whether there is a norm at all.
-    """
-
-    def __init__(self, *, dim: int, patch_norm: bool = True) -> None:
-        super().__init__()
-        self.norm: nn.Module = nn.LayerNorm(dim) if patch_norm else nn.Identity()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(x)
+        return to_tokens(self.conv(to_image(self.residual_group(x)))) + x
 
 
 # --------------------------------------------------------------------------------------------
@@ -582,7 +555,7 @@ class PatchEmbed(nn.Module):
 # --------------------------------------------------------------------------------------------
 
 
-class HAT(nn.Module):
+class HAT(ReconstructionHead):
     """Hybrid Attention Transformer for image super-resolution.
 
     Takes RGB in [0, 1]; the DIV2K mean is removed and restored inside, as in the original.
@@ -669,7 +642,7 @@ class HAT(nn.Module):
         self.register_buffer("mean", torch.tensor(mean).view(1, in_chans, 1, 1), persistent=False)
 
         self.conv_first = conv3x3(in_chans, embed_dim)
-        self.patch_embed = PatchEmbed(dim=embed_dim, patch_norm=patch_norm)
+        self.patch_embed = PatchEmbed(dim=embed_dim, norm=patch_norm)
         self.layers = nn.ModuleList(
             RHAG(
                 dim=embed_dim,
@@ -691,11 +664,14 @@ class HAT(nn.Module):
         self.conv_after_body: nn.Module = (
             conv3x3(embed_dim, embed_dim) if resi_connection == "1conv" else nn.Identity()
         )
-        self.conv_before_upsample = nn.Sequential(
-            conv3x3(embed_dim, num_feat), nn.LeakyReLU(inplace=True)
+        self.build_head(
+            "pixelshuffle",
+            dim=embed_dim,
+            num_feat=num_feat,
+            out_chans=in_chans,
+            scale=scale,
+            name="HAT",
         )
-        self.upsample = Upsampler(scale=scale, n_feats=num_feat)
-        self.conv_last = conv3x3(num_feat, in_chans)
         self._init_weights()
 
     @torch.no_grad()
@@ -703,14 +679,8 @@ class HAT(nn.Module):
         # The official initialisation: truncated normal (std 0.02) for linear layers and bias
         # tables, unit layer norms; convolutions keep PyTorch's default.
         for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, (WindowAttention, OCAB)):
+            init_transformer_weights(m)
+            if isinstance(m, (WindowAttention, OCAB)):
                 nn.init.trunc_normal_(m.relative_position_bias_table, std=0.02)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -724,10 +694,10 @@ class HAT(nn.Module):
             ``(N, embed_dim, H, W)``.
         """
         # The trunk works on (N, H, W, C) tokens; the permutes are views.
-        t = self.patch_embed(x.permute(0, 2, 3, 1))
+        t = self.patch_embed(to_tokens(x))
         for layer in self.layers:
             t = layer(t)
-        return self.norm(t).permute(0, 3, 1, 2)
+        return to_image(self.norm(t))
 
     @image_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -736,7 +706,7 @@ class HAT(nn.Module):
         x = pad_to_multiple((x - mean) * self.img_range, self.window_size)
         x = self.conv_first(x)
         x = self.conv_after_body(self.features(x)) + x
-        x = self.conv_last(self.upsample(self.conv_before_upsample(x)))
+        x = self.reconstruct(x)
         x = x / self.img_range + mean
         return x[:, :, : h * self.scale, : w * self.scale].contiguous()
 

@@ -58,6 +58,7 @@ from ..registry import (
     shuffle_factor,
 )
 from ._blocks import DIV2K_RGB_MEAN, Upsampler, image_forward, pixel_shuffle_head, shuffle_factors
+from ._transformer import Mlp, residual_conv, to_image, to_tokens
 from ._window import (
     pad_to_multiple,
     relative_position_index,
@@ -127,24 +128,6 @@ def _image_mean(channels: int, like: torch.Tensor) -> torch.Tensor:
     if torch.compiler.is_compiling():
         return _mean(channels, like.device, like.dtype)
     return _cached_mean(channels, like.device, like.dtype)
-
-
-class Mlp(nn.Module):
-    """The transformer block's feed-forward network: linear, GELU, linear.
-
-    Args:
-        dim: Token channels.
-        hidden: Hidden channels.
-    """
-
-    def __init__(self, *, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
 
 
 class _Plan(NamedTuple):
@@ -424,21 +407,8 @@ class PatchEmbed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` -> ``(B, H, W, C)`` tokens."""
-        tokens = self.proj(x).permute(0, 2, 3, 1)
+        tokens = to_tokens(self.proj(x))
         return self.norm(tokens) if self.norm is not None else tokens
-
-
-def _residual_conv(dim: int, kind: str) -> nn.Module:
-    """The convolution closing a residual group: one 3x3, or SwinIR's bottlenecked three."""
-    if kind == "1conv":
-        return nn.Conv2d(dim, dim, 3, padding=1)
-    return nn.Sequential(
-        nn.Conv2d(dim, dim // 4, 3, padding=1),
-        nn.LeakyReLU(negative_slope=0.2, inplace=True),
-        nn.Conv2d(dim // 4, dim // 4, 1),
-        nn.LeakyReLU(negative_slope=0.2, inplace=True),
-        nn.Conv2d(dim // 4, dim, 3, padding=1),
-    )
 
 
 class RSTB(nn.Module):
@@ -474,13 +444,12 @@ class RSTB(nn.Module):
             mlp_ratio=mlp_ratio,
             qkv_bias=qkv_bias,
         )
-        self.conv = _residual_conv(dim, resi_connection)
+        self.conv = residual_conv(dim, resi_connection, name="Swin2SR")
         self.patch_embed = PatchEmbed(dim=dim, norm=False)
 
     def forward(self, x: torch.Tensor, plan: _Plan) -> torch.Tensor:
         """``(B, H, W, C)`` tokens in image order -> the same, through the group and its skip."""
-        y = self.residual_group(x, plan).permute(0, 3, 1, 2)
-        return self.patch_embed(self.conv(y)) + x
+        return self.patch_embed(self.conv(to_image(self.residual_group(x, plan)))) + x
 
 
 class Swin2SR(nn.Module):
@@ -562,7 +531,7 @@ class Swin2SR(nn.Module):
             for depth, heads in zip(depths, num_heads, strict=True)
         )
         self.norm = nn.LayerNorm(embed_dim)
-        self.conv_after_body = _residual_conv(embed_dim, resi_connection)
+        self.conv_after_body = residual_conv(embed_dim, resi_connection, name="Swin2SR")
 
         out = in_channels
         if upsampler == "pixelshuffledirect":
@@ -602,7 +571,7 @@ class Swin2SR(nn.Module):
         tokens = self.patch_embed(x)
         for layer in self.layers:
             tokens = layer(tokens, plan)
-        return self.norm(tokens).permute(0, 3, 1, 2)
+        return to_image(self.norm(tokens))
 
     def _reconstruct(self, x: torch.Tensor, body: torch.Tensor) -> torch.Tensor:
         """The upsampler: padded, normalised input and deep features -> enlarged image."""

@@ -70,7 +70,6 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -89,7 +88,19 @@ from ..registry import (
     set5_set14,
     shuffle_factor,
 )
-from ._blocks import DIV2K_RGB_MEAN, Upsampler, image_forward, pixel_shuffle_head, shuffle_factors
+from ._blocks import DIV2K_RGB_MEAN, image_forward
+from ._transformer import (
+    DropPath,
+    HeadKind,
+    Mlp,
+    PatchEmbed,
+    ReconstructionHead,
+    ResiConnection,
+    init_transformer_weights,
+    residual_conv,
+    to_image,
+    to_tokens,
+)
 from ._window import (
     pad_to_multiple,
     relative_position_index,
@@ -111,8 +122,7 @@ __all__ = [
     "detect_swinir",
 ]
 
-UpsamplerKind = Literal["pixelshuffle", "pixelshuffledirect", "nearest+conv"]
-ResiConnection = Literal["1conv", "3conv"]
+UpsamplerKind = HeadKind
 
 
 def _orders(
@@ -152,52 +162,6 @@ def _window_orders(
     if torch.compiler.is_compiling():
         return _orders(h, w, window, shift, device)
     return _cached_orders(h, w, window, shift, device)
-
-
-class DropPath(nn.Module):
-    """Stochastic depth: in training, zero a residual branch for a random subset of the batch.
-
-    The surviving branches are scaled by ``1 / (1 - p)`` so the expectation is unchanged; in
-    eval mode (or with ``p == 0``) this is the identity.
-
-    Args:
-        p: Probability of dropping the branch of one sample.
-    """
-
-    def __init__(self, p: float = 0.0) -> None:
-        super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ArgumentError(f"DropPath: p must be in [0, 1), got {p}")
-        self.p = p
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        keep = 1.0 - self.p
-        shape = (x.shape[0],) + (1,) * (x.dim() - 1)
-        mask = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(keep)
-        return x * mask / keep
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
-
-
-class Mlp(nn.Module):
-    """The transformer's feed-forward part: linear, GELU, linear.
-
-    Args:
-        dim: Token features.
-        hidden: Hidden features.
-    """
-
-    def __init__(self, *, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
 
 
 class WindowAttention(nn.Module):
@@ -394,32 +358,6 @@ class BasicLayer(nn.Module):
         return window_reverse(t.view(-1, win * win, c), win, h, w)
 
 
-def _closing_conv(dim: int, kind: ResiConnection) -> nn.Module:
-    """The convolution closing an RSTB or the body: one 3x3, or a 3x3-1x1-3x3 bottleneck."""
-    if kind == "1conv":
-        return nn.Conv2d(dim, dim, 3, padding=1)
-    if kind == "3conv":
-        # A quarter of the features in the middle, to save parameters (SwinIR-L).
-        return nn.Sequential(
-            nn.Conv2d(dim, dim // 4, 3, padding=1),
-            nn.LeakyReLU(negative_slope=0.2, inplace=True),
-            nn.Conv2d(dim // 4, dim // 4, 1),
-            nn.LeakyReLU(negative_slope=0.2, inplace=True),
-            nn.Conv2d(dim // 4, dim, 3, padding=1),
-        )
-    raise ArgumentError(f"SwinIR: resi_connection must be '1conv' or '3conv', got {kind!r}")
-
-
-def _to_image(x: torch.Tensor) -> torch.Tensor:
-    """``(B, H, W, C)`` tokens as an ``(B, C, H, W)`` image (a view, channels-last in memory)."""
-    return x.permute(0, 3, 1, 2)
-
-
-def _to_tokens(x: torch.Tensor) -> torch.Tensor:
-    """``(B, C, H, W)`` image as ``(B, H, W, C)`` tokens (a view; free for channels-last)."""
-    return x.permute(0, 2, 3, 1)
-
-
 class RSTB(nn.Module):
     """Residual Swin Transformer block: a group of Swin layers, a convolution, and a skip.
 
@@ -456,32 +394,16 @@ class RSTB(nn.Module):
             qkv_bias=qkv_bias,
             drop_path=drop_path,
         )
-        self.conv = _closing_conv(dim, resi_connection)
+        self.conv = residual_conv(dim, resi_connection, name="SwinIR")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, H, W, C)`` tokens -> the same shape."""
         # The tokens are a channels-last image: the convolution reads and writes them in place
         # of upstream's flatten / transpose round trip.
-        return _to_tokens(self.conv(_to_image(self.residual_group(x)))) + x
+        return to_tokens(self.conv(to_image(self.residual_group(x)))) + x
 
 
-class PatchEmbed(nn.Module):
-    """The layer norm on the tokens entering the body (upstream's patch embedding, patch size 1).
-
-    Args:
-        dim: Token features.
-        norm: Normalise the tokens (upstream's ``patch_norm``).
-    """
-
-    def __init__(self, *, dim: int, norm: bool = True) -> None:
-        super().__init__()
-        self.norm: nn.Module = nn.LayerNorm(dim) if norm else nn.Identity()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(x)
-
-
-class SwinIR(nn.Module):
+class SwinIR(ReconstructionHead):
     """SwinIR for super-resolution.
 
     Takes RGB in [0, 1] at any size (padded inside to a multiple of ``window_size``).
@@ -539,12 +461,6 @@ class SwinIR(nn.Module):
                 f"SwinIR: needs window_size >= 1 and embed_dim >= 1, got {window_size} and "
                 f"{embed_dim}"
             )
-        if upsampler == "nearest+conv" and scale not in (2, 4):
-            raise ArgumentError(
-                f"SwinIR: the 'nearest+conv' upsampler enlarges x2 or x4, not x{scale}"
-            )
-        if upsampler == "pixelshuffle":
-            shuffle_factors(scale, name="SwinIR's 'pixelshuffle' upsampler")
         self.scale = scale
         self.in_channels = in_chans
         self.out_channels = in_chans
@@ -553,7 +469,6 @@ class SwinIR(nn.Module):
         self.receptive_field: int | None = None
         self.window_size = window_size
         self.img_range = img_range
-        self.upsampler = upsampler
         mean = DIV2K_RGB_MEAN if in_chans == 3 else (0.0,) * in_chans
         # Not part of the official state dict: a constant, rebuilt with the module. On the CPU
         # even when built on the meta device, as no weight file could ever fill it in.
@@ -581,39 +496,24 @@ class SwinIR(nn.Module):
             )
             start += depth
         self.norm = nn.LayerNorm(embed_dim)
-        self.conv_after_body = _closing_conv(embed_dim, resi_connection)
+        self.conv_after_body = residual_conv(embed_dim, resi_connection, name="SwinIR")
 
-        if upsampler == "pixelshuffle":
-            self.conv_before_upsample = nn.Sequential(
-                nn.Conv2d(embed_dim, num_feat, 3, padding=1), nn.LeakyReLU(inplace=True)
-            )
-            self.upsample: nn.Module = Upsampler(scale=scale, n_feats=num_feat)
-            self.conv_last = nn.Conv2d(num_feat, in_chans, 3, padding=1)
-        elif upsampler == "pixelshuffledirect":
-            self.upsample = pixel_shuffle_head(embed_dim, in_chans, scale)
-        elif upsampler == "nearest+conv":
-            self.conv_before_upsample = nn.Sequential(
-                nn.Conv2d(embed_dim, num_feat, 3, padding=1), nn.LeakyReLU(inplace=True)
-            )
-            self.conv_up1 = nn.Conv2d(num_feat, num_feat, 3, padding=1)
-            if scale == 4:
-                self.conv_up2 = nn.Conv2d(num_feat, num_feat, 3, padding=1)
-            self.conv_hr = nn.Conv2d(num_feat, num_feat, 3, padding=1)
-            self.conv_last = nn.Conv2d(num_feat, in_chans, 3, padding=1)
-            self.lrelu = nn.LeakyReLU(negative_slope=0.2, inplace=True)
-        else:
-            raise ArgumentError(
-                "SwinIR: upsampler must be 'pixelshuffle', 'pixelshuffledirect' or "
-                f"'nearest+conv', got {upsampler!r}"
-            )
+        self.build_head(
+            upsampler,
+            dim=embed_dim,
+            num_feat=num_feat,
+            out_chans=in_chans,
+            scale=scale,
+            name="SwinIR",
+        )
         self.apply(_init_weights)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The body: ``(B, C, H, W)`` shallow features -> deep features of the same shape."""
-        t = self.patch_embed(_to_tokens(x))
+        t = self.patch_embed(to_tokens(x))
         for layer in self.layers:
             t = layer(t)
-        return _to_image(self.norm(t))
+        return to_image(self.norm(t))
 
     @image_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -622,32 +522,16 @@ class SwinIR(nn.Module):
         mean = self.mean.to(x.dtype)
         x = self.conv_first((x - mean) * self.img_range)
         x = self.conv_after_body(self.forward_features(x)) + x
-        if self.upsampler == "pixelshuffle":
-            x = self.conv_last(self.upsample(self.conv_before_upsample(x)))
-        elif self.upsampler == "pixelshuffledirect":
-            x = self.upsample(x)
-        else:
-            x = self.conv_before_upsample(x)
-            x = self.lrelu(self.conv_up1(F.interpolate(x, scale_factor=2, mode="nearest")))
-            if self.scale == 4:
-                x = self.lrelu(self.conv_up2(F.interpolate(x, scale_factor=2, mode="nearest")))
-            x = self.conv_last(self.lrelu(self.conv_hr(x)))
+        x = self.reconstruct(x)
         x = x / self.img_range + mean
         return x[:, :, : h * self.scale, : w * self.scale]
 
 
 @torch.no_grad()
 def _init_weights(module: nn.Module) -> None:
-    # Upstream's initialisation (from the Swin Transformer): truncated normal linear layers and
-    # position-bias tables, zero biases, unit layer norms; convolutions keep torch's default.
-    if isinstance(module, nn.Linear):
-        nn.init.trunc_normal_(module.weight, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.LayerNorm):
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
-    elif isinstance(module, WindowAttention):
+    # Upstream's initialisation, plus truncated-normal position-bias tables.
+    init_transformer_weights(module)
+    if isinstance(module, WindowAttention):
         nn.init.trunc_normal_(module.relative_position_bias_table, std=0.02)
 
 
