@@ -12,6 +12,8 @@ windows as ``(B * num_windows, window * window, C)`` in row-major window order.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +24,7 @@ __all__ = [
     "pad_to_multiple",
     "reflect_pad",
     "relative_position_index",
+    "shape_cached",
     "shift_mask",
     "window_partition",
     "window_reverse",
@@ -30,6 +33,47 @@ __all__ = [
 # The value the Swin code adds to the logits of token pairs from different regions of a shifted
 # window. Kept (rather than -inf) so that the softmax is the reference's to the last bit.
 MASK_VALUE = -100.0
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def shape_cached(maxsize: int = 64) -> Callable[[Callable[_P, _T]], Callable[_P, _T]]:
+    """Cache a table that depends only on shapes, devices and dtypes; compute it in the graph
+    under ``torch.compile``.
+
+    Masks, position indices and gather orders are pure functions of Python integers, a device
+    and a dtype. In eager mode the decorated function remembers its last ``maxsize`` results
+    (built outside inference mode, so a table first made under ``torch.inference_mode`` also
+    serves training); under ``torch.compile`` (or export) it runs in the graph, where the
+    compiler folds it into constants and no cache lookup breaks the capture.
+
+    Args:
+        maxsize: Results kept (distinct image sizes, devices and dtypes in use at once).
+
+    Example:
+        >>> @shape_cached()
+        ... def ramp(n: int, device: torch.device) -> torch.Tensor:
+        ...     return torch.arange(n, device=device)
+    """
+
+    def decorate(build: Callable[_P, _T]) -> Callable[_P, _T]:
+        def outside_inference(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+            with torch.inference_mode(False):
+                return build(*args, **kwargs)
+
+        # The arguments are ints, tuples, devices and dtypes: all hashable.
+        cached = cast(Callable[_P, _T], functools.lru_cache(maxsize=maxsize)(outside_inference))
+
+        @functools.wraps(build)
+        def table(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+            if torch.compiler.is_compiling():
+                return build(*args, **kwargs)
+            return cached(*args, **kwargs)
+
+        return table
+
+    return decorate
 
 
 def _reflect_indices(n: int, pad: int, device: torch.device) -> torch.Tensor:
@@ -85,19 +129,13 @@ def window_reverse(
     )
 
 
+@shape_cached()
 def _relative_position_index(wh: int, ww: int, device: torch.device) -> torch.Tensor:
     ys = torch.arange(wh, device=device).repeat_interleave(ww)
     xs = torch.arange(ww, device=device).repeat(wh)
     dy = ys[:, None] - ys[None, :] + wh - 1
     dx = xs[:, None] - xs[None, :] + ww - 1
     return dy * (2 * ww - 1) + dx
-
-
-@functools.cache
-def _cached_index(wh: int, ww: int, device: torch.device) -> torch.Tensor:
-    # Built outside inference mode, so a table first made under it also serves training.
-    with torch.inference_mode(False):
-        return _relative_position_index(wh, ww, device)
 
 
 def relative_position_index(window: int | tuple[int, int], device: torch.device) -> torch.Tensor:
@@ -107,9 +145,7 @@ def relative_position_index(window: int | tuple[int, int], device: torch.device)
     Swin code's ``relative_position_index`` buffer does.
     """
     wh, ww = (window, window) if isinstance(window, int) else window
-    if torch.compiler.is_compiling():
-        return _relative_position_index(wh, ww, device)
-    return _cached_index(wh, ww, device)
+    return _relative_position_index(wh, ww, device)
 
 
 def _region_ids(n: int, window: int, shift: int, device: torch.device) -> torch.Tensor:
@@ -119,6 +155,7 @@ def _region_ids(n: int, window: int, shift: int, device: torch.device) -> torch.
     return (i >= n - window).long() + (i >= n - shift).long()
 
 
+@shape_cached()
 def _shift_mask(
     h: int,
     w: int,
@@ -135,19 +172,6 @@ def _shift_mask(
     differ = ids[:, None, :] != ids[:, :, None]
     zero = torch.zeros((), device=device, dtype=dtype)
     return torch.where(differ, torch.full_like(zero, MASK_VALUE), zero)
-
-
-@functools.lru_cache(maxsize=64)
-def _cached_shift_mask(
-    h: int,
-    w: int,
-    window: tuple[int, int],
-    shift: tuple[int, int],
-    device: torch.device,
-    dtype: torch.dtype,
-) -> torch.Tensor:
-    with torch.inference_mode(False):
-        return _shift_mask(h, w, window, shift, device, dtype)
 
 
 def shift_mask(
@@ -167,6 +191,4 @@ def shift_mask(
     """
     win = (window, window) if isinstance(window, int) else window
     sh = (shift, shift) if isinstance(shift, int) else shift
-    if torch.compiler.is_compiling():
-        return _shift_mask(h, w, win, sh, device, dtype)
-    return _cached_shift_mask(h, w, win, sh, device, dtype)
+    return _shift_mask(h, w, win, sh, device, dtype)

@@ -30,7 +30,6 @@ the channel interaction's global average pooling see the whole image.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 from typing import Literal
@@ -64,7 +63,7 @@ from ._transformer import (
     to_image,
     to_tokens,
 )
-from ._window import relative_position_index, shift_mask
+from ._window import relative_position_index, shape_cached, shift_mask
 
 __all__ = [
     "DAT",
@@ -86,6 +85,7 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 
 
+@shape_cached(maxsize=32)
 def _relative_coords(wh: int, ww: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     # Every (dy, dx) offset between two tokens of a wh x ww window, dy-major: the upstream
     # ``rpe_biases`` buffer, which the position-bias MLP takes as input.
@@ -93,15 +93,6 @@ def _relative_coords(wh: int, ww: int, device: torch.device, dtype: torch.dtype)
     dx = torch.arange(1 - ww, ww, device=device)
     grid = torch.stack(torch.meshgrid(dy, dx, indexing="ij"), dim=-1)
     return grid.reshape(-1, 2).to(dtype)
-
-
-@functools.lru_cache(maxsize=32)
-def _cached_relative_coords(
-    wh: int, ww: int, device: torch.device, dtype: torch.dtype
-) -> torch.Tensor:
-    # Built outside inference mode, so a table first made under it also serves training.
-    with torch.inference_mode(False):
-        return _relative_coords(wh, ww, device, dtype)
 
 
 def relative_coords(
@@ -117,11 +108,10 @@ def relative_coords(
     Returns:
         The offsets, ``dy`` from ``1 - wh`` to ``wh - 1`` in the outer order.
     """
-    if torch.compiler.is_compiling():
-        return _relative_coords(*window, device, dtype)
-    return _cached_relative_coords(*window, device, dtype)
+    return _relative_coords(*window, device, dtype)
 
 
+@shape_cached()
 def _window_order(
     h: int,
     w: int,
@@ -144,19 +134,6 @@ def _window_order(
     where = torch.argsort(rearrange(padded, "(nh wh) (nw ww) -> (nh nw wh ww)", wh=wh, ww=ww))
     scatter = where.view(hp, wp)[:h, :w].reshape(-1)
     return gather, scatter
-
-
-@functools.lru_cache(maxsize=64)
-def _cached_window_order(
-    h: int,
-    w: int,
-    multiple: int,
-    window: tuple[int, int],
-    shift: tuple[int, int],
-    device: torch.device,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    with torch.inference_mode(False):
-        return _window_order(h, w, multiple, window, shift, device)
 
 
 def window_order(
@@ -184,27 +161,18 @@ def window_order(
     Returns:
         ``(gather, scatter)``: ``(Hp * Wp,)`` and ``(H * W,)`` int64 indices.
     """
-    if torch.compiler.is_compiling():
-        return _window_order(*size, multiple, window, shift, device)
-    return _cached_window_order(*size, multiple, window, shift, device)
+    return _window_order(*size, multiple, window, shift, device)
 
 
+@shape_cached(maxsize=16)
 def _mean_tensor(mean: tuple[float, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     return torch.tensor(mean, device=device, dtype=dtype).view(1, -1, 1, 1)
-
-
-@functools.lru_cache(maxsize=16)
-def _cached_mean(mean: tuple[float, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    with torch.inference_mode(False):
-        return _mean_tensor(mean, device, dtype)
 
 
 def _mean(mean: tuple[float, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     # A cached constant rather than a buffer: the official files do not hold the mean, and a
     # module built on the meta device is filled from the file alone.
-    if torch.compiler.is_compiling():
-        return _mean_tensor(mean, device, dtype)
-    return _cached_mean(mean, device, dtype)
+    return _mean_tensor(mean, device, dtype)
 
 
 # --------------------------------------------------------------------------------------------

@@ -30,7 +30,6 @@ attention averages its features over the whole image.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 
@@ -60,7 +59,7 @@ from ._transformer import (
     to_image,
     to_tokens,
 )
-from ._window import pad_to_multiple, relative_position_index, shift_mask
+from ._window import pad_to_multiple, relative_position_index, shape_cached, shift_mask
 
 __all__ = [
     "CAB",
@@ -85,6 +84,7 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 
 
+@shape_cached()
 def _overlap_position_index(window: int, overlap: int, device: torch.device) -> torch.Tensor:
     ys = torch.arange(window, device=device).repeat_interleave(window)
     xs = torch.arange(window, device=device).repeat(window)
@@ -97,13 +97,6 @@ def _overlap_position_index(window: int, overlap: int, device: torch.device) -> 
     dx = exs[None, :] - xs[:, None] + offset
     size = window + overlap - 1
     return (dy * size + dx) % (size * size)
-
-
-@functools.cache
-def _cached_overlap_index(window: int, overlap: int, device: torch.device) -> torch.Tensor:
-    # Built outside inference mode, so a table first made under it also serves training.
-    with torch.inference_mode(False):
-        return _overlap_position_index(window, overlap, device)
 
 
 def overlap_position_index(window: int, overlap: int, device: torch.device) -> torch.Tensor:
@@ -126,9 +119,7 @@ def overlap_position_index(window: int, overlap: int, device: torch.device) -> t
         >>> overlap_position_index(16, 24, torch.device("cpu")).shape
         torch.Size([256, 576])
     """
-    if torch.compiler.is_compiling():
-        return _overlap_position_index(window, overlap, device)
-    return _cached_overlap_index(window, overlap, device)
+    return _overlap_position_index(window, overlap, device)
 
 
 def _bias(table: torch.Tensor, index: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -142,6 +133,7 @@ def _bias(table: torch.Tensor, index: torch.Tensor, dtype: torch.dtype) -> torch
     return bias.view(1, -1, q, k).to(dtype)
 
 
+@shape_cached()
 def _window_order(
     h: int, w: int, window: int, shift: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -155,14 +147,6 @@ def _window_order(
     r, c = (t // w - shift) % h, (t % w - shift) % w
     scatter = ((r // window) * nw + c // window) * area + (r % window) * window + c % window
     return gather, scatter
-
-
-@functools.lru_cache(maxsize=64)
-def _cached_window_order(
-    h: int, w: int, window: int, shift: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    with torch.inference_mode(False):
-        return _window_order(h, w, window, shift, device)
 
 
 def window_order(
@@ -189,9 +173,7 @@ def window_order(
     Example:
         >>> gather, scatter = window_order(32, 32, 16, 8, torch.device("cpu"))
     """
-    if torch.compiler.is_compiling():
-        return _window_order(h, w, window, shift, device)
-    return _cached_window_order(h, w, window, shift, device)
+    return _window_order(h, w, window, shift, device)
 
 
 # --------------------------------------------------------------------------------------------

@@ -32,7 +32,6 @@ attention across the whole image, and the windows depend on the image size throu
 
 from __future__ import annotations
 
-import functools
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -62,6 +61,7 @@ from ._transformer import Mlp, residual_conv, to_image, to_tokens
 from ._window import (
     pad_to_multiple,
     relative_position_index,
+    shape_cached,
     shift_mask,
     window_partition,
 )
@@ -86,6 +86,7 @@ UPSAMPLERS = ("pixelshuffle", "pixelshuffledirect", "nearest+conv", "pixelshuffl
 _LOGIT_SCALE_MAX = math.log(1.0 / 0.01)
 
 
+@shape_cached()
 def _coords_table(wh: int, ww: int, device: torch.device) -> torch.Tensor:
     """SwinV2's log-spaced relative coordinates, ``((2wh-1) * (2ww-1), 2)`` in float32.
 
@@ -104,30 +105,16 @@ def _coords_table(wh: int, ww: int, device: torch.device) -> torch.Tensor:
     return table.reshape(-1, 2)
 
 
-@functools.cache
-def _cached_coords_table(wh: int, ww: int, device: torch.device) -> torch.Tensor:
-    # Built outside inference mode, so a table first made under it also serves training.
-    with torch.inference_mode(False):
-        return _coords_table(wh, ww, device)
-
-
+@shape_cached(maxsize=16)
 def _mean(channels: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     # The original removes DIV2K's mean colour from RGB input and nothing from other inputs.
     values = DIV2K_RGB_MEAN if channels == 3 else (0.0,) * channels
     return torch.tensor(values, device=device, dtype=dtype).view(1, channels, 1, 1)
 
 
-@functools.lru_cache(maxsize=16)
-def _cached_mean(channels: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    with torch.inference_mode(False):
-        return _mean(channels, device, dtype)
-
-
 def _image_mean(channels: int, like: torch.Tensor) -> torch.Tensor:
     """The mean colour as a ``(1, C, 1, 1)`` tensor on ``like``'s device and dtype (cached)."""
-    if torch.compiler.is_compiling():
-        return _mean(channels, like.device, like.dtype)
-    return _cached_mean(channels, like.device, like.dtype)
+    return _mean(channels, like.device, like.dtype)
 
 
 class _Plan(NamedTuple):
@@ -155,6 +142,7 @@ def _window_order(h: int, w: int, window: int, shift: int, device: torch.device)
     return window_partition(pos, window).reshape(-1)
 
 
+@shape_cached()
 def _orders(
     h: int, w: int, window: int, shift: int, device: torch.device
 ) -> tuple[torch.Tensor, ...]:
@@ -166,19 +154,10 @@ def _orders(
     return plain, to_image, shifted, torch.argsort(shifted)
 
 
-@functools.lru_cache(maxsize=64)
-def _cached_orders(
-    h: int, w: int, window: int, shift: int, device: torch.device
-) -> tuple[torch.Tensor, ...]:
-    with torch.inference_mode(False):
-        return _orders(h, w, window, shift, device)
-
-
 def _plan(h: int, w: int, window: int, like: torch.Tensor) -> _Plan:
     """The :class:`_Plan` of an ``h x w`` image, on ``like``'s device (masks in its dtype)."""
     shift = window // 2
-    build = _orders if torch.compiler.is_compiling() else _cached_orders
-    orders = build(h, w, window, shift, like.device)
+    orders = _orders(h, w, window, shift, like.device)
     if not shift:
         return _Plan(orders[0], orders[1], None, None, None)
     mask = shift_mask(h, w, window, shift, device=like.device, dtype=like.dtype)
@@ -232,11 +211,7 @@ class WindowAttentionV2(nn.Module):
         """
         ws = self.window_size
         device = self.logit_scale.device
-        table = (
-            _coords_table(ws, ws, device)
-            if torch.compiler.is_compiling()
-            else _cached_coords_table(ws, ws, device)
-        )
+        table = _coords_table(ws, ws, device)
         # The sigmoid commutes with the gather: apply it to the (2w-1)^2 table entries rather
         # than to the w^4 gathered ones. (The table follows the parameters' dtype.)
         per_offset = 16 * torch.sigmoid(self.cpb_mlp(table.to(self.logit_scale.dtype)))

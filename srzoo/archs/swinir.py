@@ -67,7 +67,6 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 
@@ -104,6 +103,7 @@ from ._transformer import (
 from ._window import (
     pad_to_multiple,
     relative_position_index,
+    shape_cached,
     shift_mask,
     window_partition,
     window_reverse,
@@ -125,6 +125,7 @@ __all__ = [
 UpsamplerKind = HeadKind
 
 
+@shape_cached()
 def _orders(
     h: int, w: int, window: int, shift: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -136,15 +137,6 @@ def _orders(
     # argsort inverts a permutation: the position of each image token in either order.
     plain_inv, shifted_inv = torch.argsort(plain), torch.argsort(shifted)
     return plain_inv[shifted], shifted_inv[plain], shifted_inv
-
-
-@functools.lru_cache(maxsize=64)
-def _cached_orders(
-    h: int, w: int, window: int, shift: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    # Built outside inference mode, so tables first made under it also serve training.
-    with torch.inference_mode(False):
-        return _orders(h, w, window, shift, device)
 
 
 def _window_orders(
@@ -159,9 +151,7 @@ def _window_orders(
     tokens to row-major image order, undoing the roll. Cached per shape and device in eager
     mode, computed in the graph under ``torch.compile`` (as ``_window``'s tables are).
     """
-    if torch.compiler.is_compiling():
-        return _orders(h, w, window, shift, device)
-    return _cached_orders(h, w, window, shift, device)
+    return _orders(h, w, window, shift, device)
 
 
 class WindowAttention(nn.Module):
