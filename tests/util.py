@@ -288,6 +288,77 @@ TINY: dict[str, dict[str, Any]] = {
     "rlfn-ntire": {"feature_channels": 8, "mid_channels": 12, "num_blocks": 2, "esa_channels": 4},
     "safmn-ntire2023": {"dim": 8, "n_blocks": 2},
     # TINY:detect
+    # PLKSR: two blocks of 5x5 partial kernels on two of eight channels.
+    "plksr": {"dim": 8, "n_blocks": 2, "kernel_size": 5},
+    "plksr-tiny": {"dim": 8, "n_blocks": 2, "kernel_size": 5},
+    "realplksr": {"dim": 8, "n_blocks": 2, "kernel_size": 5},
+    # TINY:plksr
+    "swiftsrgan": {"num_channels": 8, "num_blocks": 1},
+    # TINY:swiftsrgan
+    # Real-CUGAN's widths are fixed (32 to 256 channels): the networks themselves.
+    "realcugan": {},
+    "realcugan-pro": {},
+    "realcugan-fast": {},
+    # TINY:realcugan
+    # Omni-SR: one group of one block, window 4 so 13x11 spans several windows and grid cells.
+    "omnisr": {"num_feat": 8, "block_num": 1, "res_num": 1, "window_size": 4},
+    # TINY:omnisr
+    # DITN: one ITL and one SAL on patches of 4, so 13x11 (padded to 16) holds 16 patches.
+    "ditn": {"dim": 8, "itl_blocks": 1, "sal_blocks": 1, "patch_size": 4},
+    # TINY:ditn
+    # DCTLSA: the six blocks are fixed; five features, one per head.
+    "dctlsa": {"nf": 5},
+    # TINY:dctlsa
+    # DRCT: one group (its five dense layers: plain and shifted windows, both MLP widths) of
+    # 8 + k * 4 channels, two heads each; window 4, so a 13x11 input pads to 4x3 windows.
+    "drct": {
+        "embed_dim": 8,
+        "depths": (6,),
+        "num_heads": (2,),
+        "window_size": 4,
+        "gc": 4,
+        "num_feat": 8,
+    },
+    "drct-l": {
+        "embed_dim": 8,
+        "depths": (6,),
+        "num_heads": (2,),
+        "window_size": 4,
+        "gc": 4,
+        "num_feat": 8,
+    },
+    # TINY:drct
+    # ATD: one group of a plain and a shifted layer (the first refines the dictionary); window 4
+    # and categories of 16, so a 13x11 input pads to 12 windows and 12 category groups.
+    "atd": {
+        "embed_dim": 8,
+        "depths": (2,),
+        "num_heads": (2,),
+        "window_size": 4,
+        "category_size": 16,
+        "num_tokens": 4,
+        "reducted_dim": 2,
+        "convffn_kernel_size": 3,
+        "num_feat": 8,
+    },
+    "atd-light": {
+        "embed_dim": 8,
+        "depths": (2,),
+        "num_heads": (2,),
+        "window_size": 4,
+        "category_size": 16,
+        "num_tokens": 4,
+        "reducted_dim": 2,
+        "convffn_kernel_size": 3,
+    },
+    # TINY:atd
+    # Every path: unshifted L-SA, RG-SA, shifted L-SA, and group 1's shift schedule; 96
+    # features: the position-bias MLP is embed_dim // 32 wide, and its layer norms over one or
+    # two units can make the bias independent of the offset (zero gradients).
+    "rgt": {"embed_dim": 96, "depth": (3, 1), "num_heads": (2, 2), "split_size": (2, 4)},
+    "rgt-s": {"embed_dim": 96, "depth": (3, 1), "num_heads": (2, 2), "split_size": (2, 4)},
+    # TINY:rgt
+    # TINY:srformer
 }
 
 
@@ -360,4 +431,31 @@ NARROW: dict[str, dict[str, Any]] = {
     "rlfn-ntire": {"feature_channels": 4, "mid_channels": 4, "esa_channels": 2},
     "safmn-ntire2023": {"dim": 4},  # one channel per pooling level
     # NARROW:detect
+    "plksr": {"dim": 4},  # a quarter of the channels: one under the large kernel
+    "plksr-tiny": {"dim": 4},
+    "realplksr": {"dim": 4},  # one channel per group-norm group
+    # NARROW:plksr
+    "swiftsrgan": {"num_channels": 4},  # PReLU and batch norm keep every path alive
+    # NARROW:swiftsrgan
+    "realcugan": {},  # fixed widths
+    "realcugan-pro": {},
+    "realcugan-fast": {},
+    # NARROW:realcugan
+    "omnisr": {"num_feat": 4},  # four heads of one channel
+    # NARROW:omnisr
+    "ditn": {"dim": 4},
+    # NARROW:ditn
+    "dctlsa": {"nf": 5},  # five heads of one channel
+    # NARROW:dctlsa
+    # DRCT: six heads of one channel; gc 6 keeps every dense layer a multiple of six wide.
+    "drct": {"embed_dim": 6, "gc": 6, "num_feat": 4},
+    "drct-l": {"embed_dim": 6, "gc": 6, "num_feat": 4},
+    # NARROW:drct
+    "atd": {"embed_dim": 6, "num_feat": 4},  # six heads of one channel
+    "atd-light": {"embed_dim": 4},  # four heads of one channel
+    # NARROW:atd
+    "rgt": {"embed_dim": 36},  # six heads: the fewest features they divide from 32 up
+    "rgt-s": {"embed_dim": 36},
+    # NARROW:rgt
+    # NARROW:srformer
 }

@@ -52,7 +52,7 @@ TESTS = Path(__file__).resolve().parent
 # the paper's depth take tens of seconds per name on two cores, so those two registry-wide checks
 # run with the slow tests for them; each family's own test file captures it at two sizes (and
 # checks for graph breaks) in the default run.
-ATTENTION = {"swinir", "swin2sr", "hat", "dat"}
+ATTENTION = {"swinir", "swin2sr", "hat", "dat", "drct", "atd", "rgt", "srformer", "omnisr", "ditn"}
 
 
 def _heavy_slow(names: list[str]) -> list[Any]:
