@@ -22,16 +22,20 @@ from torch import nn
 
 from ..errors import ArgumentError
 from ._blocks import Upsampler, pixel_shuffle_head, shuffle_factors
+from ._window import shape_cached
 
 __all__ = [
     "HEADS",
     "DropPath",
+    "DynamicPosBias",
     "HeadKind",
     "Mlp",
     "PatchEmbed",
     "ReconstructionHead",
     "ResiConnection",
+    "ToTokens",
     "drop_path",
+    "image_mean",
     "init_transformer_weights",
     "residual_conv",
     "to_image",
@@ -242,3 +246,59 @@ class ReconstructionHead(nn.Module):
         if self.scale == 4:
             x = self.lrelu(self.conv_up2(F.interpolate(x, scale_factor=2, mode="nearest")))
         return self.conv_last(self.lrelu(self.conv_hr(x)))
+
+
+@shape_cached(maxsize=16)
+def _mean_tensor(mean: tuple[float, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    return torch.tensor(mean, device=device, dtype=dtype).view(1, -1, 1, 1)
+
+
+def image_mean(mean: tuple[float, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """The ``(1, C, 1, 1)`` mean colour a network subtracts, on ``device`` in ``dtype``.
+
+    A cached constant rather than a buffer: the official files do not hold the mean, and a module
+    built on the meta device is filled from the file alone.
+    """
+    return _mean_tensor(mean, device, dtype)
+
+
+class ToTokens(nn.Module):
+    """``(B, C, H, W)`` -> ``(B, H, W, C)``: the layout the transformer body works in.
+
+    Upstream flattens to ``(B, H*W, C)`` here; keeping the two spatial axes is the same memory
+    and saves reshapes in every block.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 2, 3, 1).contiguous()
+
+
+class DynamicPosBias(nn.Module):
+    """The dynamic relative position bias: an MLP from a ``(dy, dx)`` offset to one bias per head.
+
+    Args:
+        dim: Width the MLP is derived from (a quarter of it is the hidden width).
+        num_heads: Attention heads (outputs).
+    """
+
+    def __init__(self, *, dim: int, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.pos_dim = dim // 4
+        self.pos_proj = nn.Linear(2, self.pos_dim)
+        self.pos1 = self._stage()
+        self.pos2 = self._stage()
+        # The last bias adds one value to every logit of a head, which the softmax ignores: its
+        # gradient is zero by construction. Frozen, so that optimisers and gradient checks skip
+        # it (the value is kept, and stays in the state dict).
+        head = nn.Linear(self.pos_dim, num_heads)
+        head.bias.requires_grad_(False)
+        self.pos3 = nn.Sequential(nn.LayerNorm(self.pos_dim), nn.ReLU(inplace=True), head)
+
+    def _stage(self) -> nn.Sequential:
+        return nn.Sequential(
+            nn.LayerNorm(self.pos_dim), nn.ReLU(inplace=True), nn.Linear(self.pos_dim, self.pos_dim)
+        )
+
+    def forward(self, coords: torch.Tensor) -> torch.Tensor:
+        return self.pos3(self.pos2(self.pos1(self.pos_proj(coords))))

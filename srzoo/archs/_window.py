@@ -22,10 +22,13 @@ from einops import rearrange
 __all__ = [
     "MASK_VALUE",
     "pad_to_multiple",
+    "padded_window_order",
     "reflect_pad",
+    "relative_coords",
     "relative_position_index",
     "shape_cached",
     "shift_mask",
+    "window_order",
     "window_partition",
     "window_reverse",
 ]
@@ -192,3 +195,125 @@ def shift_mask(
     win = (window, window) if isinstance(window, int) else window
     sh = (shift, shift) if isinstance(shift, int) else shift
     return _shift_mask(h, w, win, sh, device, dtype)
+
+
+@shape_cached()
+def _window_order(
+    h: int, w: int, window: int, shift: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    # Token t of the window-ordered sequence (window by window, row-major inside each) of the
+    # image rolled by -shift, and its inverse.
+    t = torch.arange(h * w, device=device)
+    area, nw = window * window, w // window
+    rows = (t // (area * nw)) * window + (t // window) % window
+    cols = ((t // area) % nw) * window + t % window
+    gather = ((rows + shift) % h) * w + (cols + shift) % w
+    r, c = (t // w - shift) % h, (t % w - shift) % w
+    scatter = ((r // window) * nw + c // window) * area + (r % window) * window + c % window
+    return gather, scatter
+
+
+def window_order(
+    h: int, w: int, window: int, shift: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token indices that cut an ``h x w`` image into (cyclically shifted) windows and back.
+
+    ``tokens.index_select(1, gather)`` turns ``(B, h * w, C)`` tokens in image order into the
+    windows of the image rolled by ``-shift`` (Swin's ``torch.roll`` then
+    ``window_partition``), and ``windows.index_select(1, scatter)`` undoes both, one copy each
+    way instead of the rolls' and the partition's.
+
+    Args:
+        h: Image height, a multiple of ``window``.
+        w: Image width, a multiple of ``window``.
+        window: Window side.
+        shift: Cyclic shift (0 for plain windows).
+        device: Where to build the indices.
+
+    Returns:
+        ``(gather, scatter)``, ``long`` tensors of ``h * w`` entries, cached per arguments
+        outside ``torch.compile``.
+
+    Example:
+        >>> gather, scatter = window_order(32, 32, 16, 8, torch.device("cpu"))
+    """
+    return _window_order(h, w, window, shift, device)
+
+
+@shape_cached(maxsize=32)
+def _relative_coords(wh: int, ww: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    # Every (dy, dx) offset between two tokens of a wh x ww window, dy-major: the upstream
+    # ``rpe_biases`` buffer, which the position-bias MLP takes as input.
+    dy = torch.arange(1 - wh, wh, device=device)
+    dx = torch.arange(1 - ww, ww, device=device)
+    grid = torch.stack(torch.meshgrid(dy, dx, indexing="ij"), dim=-1)
+    return grid.reshape(-1, 2).to(dtype)
+
+
+def relative_coords(
+    window: tuple[int, int], device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
+    """The ``((2wh-1)(2ww-1), 2)`` relative ``(dy, dx)`` offsets of a window, as floats.
+
+    Args:
+        window: Window height and width.
+        device: Device of the table.
+        dtype: Floating-point type of the table (the activations').
+
+    Returns:
+        The offsets, ``dy`` from ``1 - wh`` to ``wh - 1`` in the outer order.
+    """
+    return _relative_coords(*window, device, dtype)
+
+
+@shape_cached()
+def _padded_window_order(
+    h: int,
+    w: int,
+    multiple: int,
+    window: tuple[int, int],
+    shift: tuple[int, int],
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    hp, wp = h + -h % multiple, w + -w % multiple
+    # Token (r, c) of the shifted, padded image is token (r + sh, c + sw) (cyclically) of the
+    # padded one, which is the image's own where inside it and the zero token (index h*w) else.
+    rows = (torch.arange(hp, device=device) + shift[0]) % hp
+    cols = (torch.arange(wp, device=device) + shift[1]) % wp
+    inside = (rows < h)[:, None] & (cols < w)[None, :]
+    source = torch.where(inside, rows[:, None] * w + cols[None, :], h * w)
+    padded = rows[:, None] * wp + cols[None, :]
+    wh, ww = window
+    gather = rearrange(source, "(nh wh) (nw ww) -> (nh nw wh ww)", wh=wh, ww=ww)
+    # Where each token of the padded image went; kept for the image's own tokens.
+    where = torch.argsort(rearrange(padded, "(nh wh) (nw ww) -> (nh nw wh ww)", wh=wh, ww=ww))
+    scatter = where.view(hp, wp)[:h, :w].reshape(-1)
+    return gather, scatter
+
+
+def padded_window_order(
+    size: tuple[int, int],
+    multiple: int,
+    window: tuple[int, int],
+    shift: tuple[int, int],
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Index tables that pad, shift and partition an image's tokens into windows, and back.
+
+    Upstream zero-pads the image's tokens at the bottom and right to ``multiple``, rolls them
+    by ``-shift`` and cuts ``window``-sized windows; undoing it rolls back and crops. Here each
+    direction is one ``index_select``: ``gather`` picks, for every token of every window, its
+    token in ``image tokens + [zero token]``; ``scatter`` picks, for every token of the image,
+    its place in the windows.
+
+    Args:
+        size: Image height and width.
+        multiple: Padded sides are multiples of this (a multiple of both window sides).
+        window: Window height and width.
+        shift: Rows and columns the windows are shifted by.
+        device: Device of the tables.
+
+    Returns:
+        ``(gather, scatter)``: ``(Hp * Wp,)`` and ``(H * W,)`` int64 indices.
+    """
+    return _padded_window_order(*size, multiple, window, shift, device)

@@ -58,7 +58,6 @@ authors' README shows them only as images.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 
@@ -86,7 +85,7 @@ from ._transformer import (
     to_image,
     to_tokens,
 )
-from ._window import relative_position_index, shift_mask
+from ._window import relative_position_index, shift_mask, window_order
 
 __all__ = [
     "AC_MSA",
@@ -139,39 +138,6 @@ def symmetric_pad(x: torch.Tensor, multiple: int) -> torch.Tensor:
     if pad_w:
         x = x.index_select(-1, _symmetric_indices(w, pad_w, x.device))
     return x
-
-
-def _window_order(
-    h: int, w: int, window: int, shift: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    t = torch.arange(h * w, device=device)
-    area, nw = window * window, w // window
-    # Token t of the window-ordered sequence: window t // area (row-major over the grid),
-    # position t % area inside it; in the image rolled by -shift.
-    rows = (t // (area * nw)) * window + (t // window) % window
-    cols = ((t // area) % nw) * window + t % window
-    gather = ((rows + shift) % h) * w + (cols + shift) % w
-    r, c = (t // w - shift) % h, (t % w - shift) % w
-    scatter = ((r // window) * nw + c // window) * area + (r % window) * window + c % window
-    return gather, scatter
-
-
-@functools.lru_cache(maxsize=64)
-def _cached_window_order(
-    h: int, w: int, window: int, shift: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    # Built outside inference mode, so indices first made under it also serve training.
-    with torch.inference_mode(False):
-        return _window_order(h, w, window, shift, device)
-
-
-def _window_indices(
-    h: int, w: int, window: int, shift: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    # Cached per shape in eager mode; computed in the graph under torch.compile.
-    if torch.compiler.is_compiling():
-        return _window_order(h, w, window, shift, device)
-    return _cached_window_order(h, w, window, shift, device)
 
 
 # --------------------------------------------------------------------------------------------
@@ -408,7 +374,7 @@ class ATDTransformerLayer(nn.Module):
         qkv = self.wqkv(flat)
         x_atd, sim = self.attn_atd(flat, td)
         x_aca = self.attn_aca(qkv, sim)
-        gather, scatter = _window_indices(h, w, ws, s, x.device)
+        gather, scatter = window_order(h, w, ws, s, x.device)
         windows = qkv.index_select(1, gather).view(-1, ws * ws, 3 * c)
         mask = shift_mask(h, w, ws, s, device=x.device, dtype=x.dtype) if s else None
         x_win = self.attn_win(windows, mask, b).view(b, h * w, c).index_select(1, scatter)

@@ -36,7 +36,6 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
 from torch import nn
 
 from ..errors import ArgumentError, IncompatibleWeightsError
@@ -55,15 +54,18 @@ from ..registry import (
 )
 from ._blocks import DIV2K_RGB_MEAN, image_forward
 from ._transformer import (
+    DynamicPosBias,
     ReconstructionHead,
     ResiConnection,
+    ToTokens,
     drop_path,
+    image_mean,
     init_transformer_weights,
     residual_conv,
     to_image,
     to_tokens,
 )
-from ._window import relative_position_index, shape_cached, shift_mask
+from ._window import padded_window_order, relative_coords, relative_position_index, shift_mask
 
 __all__ = [
     "DAT",
@@ -85,141 +87,9 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 
 
-@shape_cached(maxsize=32)
-def _relative_coords(wh: int, ww: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    # Every (dy, dx) offset between two tokens of a wh x ww window, dy-major: the upstream
-    # ``rpe_biases`` buffer, which the position-bias MLP takes as input.
-    dy = torch.arange(1 - wh, wh, device=device)
-    dx = torch.arange(1 - ww, ww, device=device)
-    grid = torch.stack(torch.meshgrid(dy, dx, indexing="ij"), dim=-1)
-    return grid.reshape(-1, 2).to(dtype)
-
-
-def relative_coords(
-    window: tuple[int, int], device: torch.device, dtype: torch.dtype
-) -> torch.Tensor:
-    """The ``((2wh-1)(2ww-1), 2)`` relative ``(dy, dx)`` offsets of a window, as floats.
-
-    Args:
-        window: Window height and width.
-        device: Device of the table.
-        dtype: Floating-point type of the table (the activations').
-
-    Returns:
-        The offsets, ``dy`` from ``1 - wh`` to ``wh - 1`` in the outer order.
-    """
-    return _relative_coords(*window, device, dtype)
-
-
-@shape_cached()
-def _window_order(
-    h: int,
-    w: int,
-    multiple: int,
-    window: tuple[int, int],
-    shift: tuple[int, int],
-    device: torch.device,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    hp, wp = h + -h % multiple, w + -w % multiple
-    # Token (r, c) of the shifted, padded image is token (r + sh, c + sw) (cyclically) of the
-    # padded one, which is the image's own where inside it and the zero token (index h*w) else.
-    rows = (torch.arange(hp, device=device) + shift[0]) % hp
-    cols = (torch.arange(wp, device=device) + shift[1]) % wp
-    inside = (rows < h)[:, None] & (cols < w)[None, :]
-    source = torch.where(inside, rows[:, None] * w + cols[None, :], h * w)
-    padded = rows[:, None] * wp + cols[None, :]
-    wh, ww = window
-    gather = rearrange(source, "(nh wh) (nw ww) -> (nh nw wh ww)", wh=wh, ww=ww)
-    # Where each token of the padded image went; kept for the image's own tokens.
-    where = torch.argsort(rearrange(padded, "(nh wh) (nw ww) -> (nh nw wh ww)", wh=wh, ww=ww))
-    scatter = where.view(hp, wp)[:h, :w].reshape(-1)
-    return gather, scatter
-
-
-def window_order(
-    size: tuple[int, int],
-    multiple: int,
-    window: tuple[int, int],
-    shift: tuple[int, int],
-    device: torch.device,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Index tables that pad, shift and partition an image's tokens into windows, and back.
-
-    Upstream zero-pads the image's tokens at the bottom and right to ``multiple``, rolls them
-    by ``-shift`` and cuts ``window``-sized windows; undoing it rolls back and crops. Here each
-    direction is one ``index_select``: ``gather`` picks, for every token of every window, its
-    token in ``image tokens + [zero token]``; ``scatter`` picks, for every token of the image,
-    its place in the windows.
-
-    Args:
-        size: Image height and width.
-        multiple: Padded sides are multiples of this (a multiple of both window sides).
-        window: Window height and width.
-        shift: Rows and columns the windows are shifted by.
-        device: Device of the tables.
-
-    Returns:
-        ``(gather, scatter)``: ``(Hp * Wp,)`` and ``(H * W,)`` int64 indices.
-    """
-    return _window_order(*size, multiple, window, shift, device)
-
-
-@shape_cached(maxsize=16)
-def _mean_tensor(mean: tuple[float, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    return torch.tensor(mean, device=device, dtype=dtype).view(1, -1, 1, 1)
-
-
-def _mean(mean: tuple[float, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    # A cached constant rather than a buffer: the official files do not hold the mean, and a
-    # module built on the meta device is filled from the file alone.
-    return _mean_tensor(mean, device, dtype)
-
-
 # --------------------------------------------------------------------------------------------
 # Blocks
 # --------------------------------------------------------------------------------------------
-
-
-class ToTokens(nn.Module):
-    """``(B, C, H, W)`` -> ``(B, H, W, C)``: the layout the transformer body works in.
-
-    Upstream flattens to ``(B, H*W, C)`` here; keeping the two spatial axes is the same memory
-    and saves reshapes in every block.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.permute(0, 2, 3, 1).contiguous()
-
-
-class DynamicPosBias(nn.Module):
-    """The dynamic relative position bias: an MLP from a ``(dy, dx)`` offset to one bias per head.
-
-    Args:
-        dim: Width the MLP is derived from (a quarter of it is the hidden width).
-        num_heads: Attention heads (outputs).
-    """
-
-    def __init__(self, *, dim: int, num_heads: int) -> None:
-        super().__init__()
-        self.num_heads = num_heads
-        self.pos_dim = dim // 4
-        self.pos_proj = nn.Linear(2, self.pos_dim)
-        self.pos1 = self._stage()
-        self.pos2 = self._stage()
-        # The last bias adds one value to every logit of a head, which the softmax ignores: its
-        # gradient is zero by construction. Frozen, so that optimisers and gradient checks skip
-        # it (the value is kept, and stays in the state dict).
-        head = nn.Linear(self.pos_dim, num_heads)
-        head.bias.requires_grad_(False)
-        self.pos3 = nn.Sequential(nn.LayerNorm(self.pos_dim), nn.ReLU(inplace=True), head)
-
-    def _stage(self) -> nn.Sequential:
-        return nn.Sequential(
-            nn.LayerNorm(self.pos_dim), nn.ReLU(inplace=True), nn.Linear(self.pos_dim, self.pos_dim)
-        )
-
-    def forward(self, coords: torch.Tensor) -> torch.Tensor:
-        return self.pos3(self.pos2(self.pos1(self.pos_proj(coords))))
 
 
 class SpatialAttention(nn.Module):
@@ -282,7 +152,7 @@ class SpatialAttention(nn.Module):
         """
         b = qkv.shape[0]
         shift = self.shift if shifted else (0, 0)
-        gather, scatter = window_order(size, multiple, self.window, shift, qkv.device)
+        gather, scatter = padded_window_order(size, multiple, self.window, shift, qkv.device)
         # One gather pads, shifts and partitions into windows; gathering both halves' channels
         # costs no more than first copying this half out of them: (B, windows * N, 3, C).
         tokens = qkv.index_select(1, gather)[..., self.branch, :]
@@ -697,7 +567,7 @@ class DAT(ReconstructionHead):
 
     @image_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = None if self.rgb_mean is None else _mean(self.rgb_mean, x.device, x.dtype)
+        mean = None if self.rgb_mean is None else image_mean(self.rgb_mean, x.device, x.dtype)
         if mean is not None:
             x = x - mean
         x = self.conv_first(x * self.img_range)

@@ -51,7 +51,6 @@ The authors report (README, x4 without x2 pre-training, Y-PSNR): DRCT 33.11 dB o
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 
@@ -78,7 +77,7 @@ from ._transformer import (
     to_image,
     to_tokens,
 )
-from ._window import pad_to_multiple, relative_position_index, shift_mask
+from ._window import pad_to_multiple, relative_position_index, shift_mask, window_order
 
 __all__ = [
     "DRCT",
@@ -109,44 +108,6 @@ def layer_heads(width: int, num_heads: int) -> int:
         4
     """
     return num_heads - width % num_heads
-
-
-# --------------------------------------------------------------------------------------------
-# Window order (one gather each way instead of roll + partition + reverse + roll)
-# --------------------------------------------------------------------------------------------
-
-
-def _window_order(
-    h: int, w: int, window: int, shift: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    t = torch.arange(h * w, device=device)
-    area, nw = window * window, w // window
-    # Token t of the window-ordered sequence: window t // area (row-major over the grid),
-    # position t % area inside it; in the image rolled by -shift.
-    rows = (t // (area * nw)) * window + (t // window) % window
-    cols = ((t // area) % nw) * window + t % window
-    gather = ((rows + shift) % h) * w + (cols + shift) % w
-    r, c = (t // w - shift) % h, (t % w - shift) % w
-    scatter = ((r // window) * nw + c // window) * area + (r % window) * window + c % window
-    return gather, scatter
-
-
-@functools.lru_cache(maxsize=64)
-def _cached_window_order(
-    h: int, w: int, window: int, shift: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    # Built outside inference mode, so indices first made under it also serve training.
-    with torch.inference_mode(False):
-        return _window_order(h, w, window, shift, device)
-
-
-def _window_indices(
-    h: int, w: int, window: int, shift: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    # Cached per shape in eager mode; computed in the graph under torch.compile.
-    if torch.compiler.is_compiling():
-        return _window_order(h, w, window, shift, device)
-    return _cached_window_order(h, w, window, shift, device)
 
 
 # --------------------------------------------------------------------------------------------
@@ -265,7 +226,7 @@ class SwinTransformerBlock(nn.Module):
         """``(B, H, W, C)`` tokens (``H``, ``W`` multiples of the window) -> the same shape."""
         b, h, w, c = x.shape
         ws, s = self.window_size, self.shift_size
-        gather, scatter = _window_indices(h, w, ws, s, x.device)
+        gather, scatter = window_order(h, w, ws, s, x.device)
         windows = self.norm1(x).reshape(b, h * w, c).index_select(1, gather)
         mask = shift_mask(h, w, ws, s, device=x.device, dtype=x.dtype) if s else None
         attn = self.attn(windows.view(-1, ws * ws, c), mask, b)

@@ -59,7 +59,13 @@ from ._transformer import (
     to_image,
     to_tokens,
 )
-from ._window import pad_to_multiple, relative_position_index, shape_cached, shift_mask
+from ._window import (
+    pad_to_multiple,
+    relative_position_index,
+    shape_cached,
+    shift_mask,
+    window_order,
+)
 
 __all__ = [
     "CAB",
@@ -131,49 +137,6 @@ def _bias(table: torch.Tensor, index: torch.Tensor, dtype: torch.dtype) -> torch
     q, k = index.shape
     bias = table.t().index_select(1, index.reshape(-1))
     return bias.view(1, -1, q, k).to(dtype)
-
-
-@shape_cached()
-def _window_order(
-    h: int, w: int, window: int, shift: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    # Token t of the window-ordered sequence (window by window, row-major inside each) of the
-    # image rolled by -shift, and its inverse.
-    t = torch.arange(h * w, device=device)
-    area, nw = window * window, w // window
-    rows = (t // (area * nw)) * window + (t // window) % window
-    cols = ((t // area) % nw) * window + t % window
-    gather = ((rows + shift) % h) * w + (cols + shift) % w
-    r, c = (t // w - shift) % h, (t % w - shift) % w
-    scatter = ((r // window) * nw + c // window) * area + (r % window) * window + c % window
-    return gather, scatter
-
-
-def window_order(
-    h: int, w: int, window: int, shift: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token indices that cut an ``h x w`` image into (cyclically shifted) windows and back.
-
-    ``tokens.index_select(1, gather)`` turns ``(B, h * w, C)`` tokens in image order into the
-    windows of the image rolled by ``-shift`` (Swin's ``torch.roll`` then
-    ``window_partition``), and ``windows.index_select(1, scatter)`` undoes both, one copy each
-    way instead of the rolls' and the partition's.
-
-    Args:
-        h: Image height, a multiple of ``window``.
-        w: Image width, a multiple of ``window``.
-        window: Window side.
-        shift: Cyclic shift (0 for plain windows).
-        device: Where to build the indices.
-
-    Returns:
-        ``(gather, scatter)``, ``long`` tensors of ``h * w`` entries, cached per arguments
-        outside ``torch.compile``.
-
-    Example:
-        >>> gather, scatter = window_order(32, 32, 16, 8, torch.device("cpu"))
-    """
-    return _window_order(h, w, window, shift, device)
 
 
 # --------------------------------------------------------------------------------------------

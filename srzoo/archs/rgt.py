@@ -54,14 +54,12 @@ whole image.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
 from torch import nn
 
 from ..errors import ArgumentError, IncompatibleWeightsError
@@ -77,13 +75,22 @@ from ..registry import (
 from ._blocks import DIV2K_RGB_MEAN, image_forward
 from ._transformer import (
     DropPath,
+    DynamicPosBias,
     ReconstructionHead,
+    ToTokens,
+    image_mean,
     init_transformer_weights,
     residual_conv,
     to_image,
     to_tokens,
 )
-from ._window import reflect_pad, relative_position_index, shift_mask
+from ._window import (
+    padded_window_order,
+    reflect_pad,
+    relative_coords,
+    relative_position_index,
+    shift_mask,
+)
 
 __all__ = [
     "LSA",
@@ -106,107 +113,6 @@ MIN_SIDE = 16
 # --------------------------------------------------------------------------------------------
 # Shape-only tensors, cached per shape, device and dtype
 # --------------------------------------------------------------------------------------------
-# The window gather and the relative offsets are the same as DAT's; the family files share only
-# ``_blocks`` / ``_window`` / ``_transformer``, so RGT keeps its own copy.
-
-
-def _relative_coords(wh: int, ww: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    # Every (dy, dx) offset between two tokens of a wh x ww window, dy-major: upstream's
-    # ``rpe_biases`` buffer, the input of the position-bias MLP.
-    dy = torch.arange(1 - wh, wh, device=device)
-    dx = torch.arange(1 - ww, ww, device=device)
-    return torch.stack(torch.meshgrid(dy, dx, indexing="ij"), dim=-1).reshape(-1, 2).to(dtype)
-
-
-@functools.lru_cache(maxsize=32)
-def _cached_relative_coords(
-    wh: int, ww: int, device: torch.device, dtype: torch.dtype
-) -> torch.Tensor:
-    # Built outside inference mode, so a table first made under it also serves training.
-    with torch.inference_mode(False):
-        return _relative_coords(wh, ww, device, dtype)
-
-
-def _relative_offsets(
-    window: tuple[int, int], device: torch.device, dtype: torch.dtype
-) -> torch.Tensor:
-    if torch.compiler.is_compiling():
-        return _relative_coords(*window, device, dtype)
-    return _cached_relative_coords(*window, device, dtype)
-
-
-def _window_order(
-    h: int,
-    w: int,
-    multiple: int,
-    window: tuple[int, int],
-    shift: tuple[int, int],
-    device: torch.device,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    hp, wp = h + -h % multiple, w + -w % multiple
-    # Token (r, c) of the rolled, padded image is token (r + sh, c + sw) (cyclically) of the
-    # padded one: the image's own where inside it, the zero token (index h * w) elsewhere.
-    rows = (torch.arange(hp, device=device) + shift[0]) % hp
-    cols = (torch.arange(wp, device=device) + shift[1]) % wp
-    inside = (rows < h)[:, None] & (cols < w)[None, :]
-    source = torch.where(inside, rows[:, None] * w + cols[None, :], h * w)
-    padded = rows[:, None] * wp + cols[None, :]
-    wh, ww = window
-    gather = rearrange(source, "(nh wh) (nw ww) -> (nh nw wh ww)", wh=wh, ww=ww)
-    # Where each token of the padded image went, kept for the image's own tokens.
-    where = torch.argsort(rearrange(padded, "(nh wh) (nw ww) -> (nh nw wh ww)", wh=wh, ww=ww))
-    scatter = where.view(hp, wp)[:h, :w].reshape(-1)
-    return gather, scatter
-
-
-@functools.lru_cache(maxsize=64)
-def _cached_window_order(
-    h: int,
-    w: int,
-    multiple: int,
-    window: tuple[int, int],
-    shift: tuple[int, int],
-    device: torch.device,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    with torch.inference_mode(False):
-        return _window_order(h, w, multiple, window, shift, device)
-
-
-def _windows(
-    size: tuple[int, int],
-    multiple: int,
-    window: tuple[int, int],
-    shift: tuple[int, int],
-    device: torch.device,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(gather, scatter)`` indices: image tokens (+ a zero token) -> windows, and back.
-
-    Upstream zero-pads q, k and v at the bottom and right to ``multiple``, rolls them by
-    ``-shift`` and cuts ``window``-sized windows; each direction here is one ``index_select``.
-    """
-    if torch.compiler.is_compiling():
-        return _window_order(*size, multiple, window, shift, device)
-    return _cached_window_order(*size, multiple, window, shift, device)
-
-
-def _mean_tensor(mean: tuple[float, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    return torch.tensor(mean, device=device, dtype=dtype).view(1, -1, 1, 1)
-
-
-@functools.lru_cache(maxsize=16)
-def _cached_mean(mean: tuple[float, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    with torch.inference_mode(False):
-        return _mean_tensor(mean, device, dtype)
-
-
-def _mean(mean: tuple[float, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    # A cached constant rather than a buffer: the official files do not hold the mean, and a
-    # module built on the meta device is filled from the file alone.
-    if torch.compiler.is_compiling():
-        return _mean_tensor(mean, device, dtype)
-    return _cached_mean(mean, device, dtype)
-
-
 def recursion_steps(h: int, w: int, training: bool) -> int:
     """How many times RG-SA shrinks an ``h x w`` feature map by 4 (upstream's ``_time``).
 
@@ -241,42 +147,6 @@ def _runnable_size(h: int, w: int, training: bool) -> tuple[int, int]:
 # --------------------------------------------------------------------------------------------
 
 
-class _ToTokens(nn.Module):
-    """``(B, C, H, W)`` -> ``(B, H, W, C)`` tokens (upstream flattens to ``(B, H*W, C)``)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return to_tokens(x).contiguous()
-
-
-class DynamicPosBias(nn.Module):
-    """The dynamic relative position bias: an MLP from a ``(dy, dx)`` offset to one bias per head.
-
-    Args:
-        dim: Width the MLP is derived from (a quarter of it is the hidden width).
-        num_heads: Attention heads (outputs).
-    """
-
-    def __init__(self, *, dim: int, num_heads: int) -> None:
-        super().__init__()
-        self.pos_dim = dim // 4
-        self.pos_proj = nn.Linear(2, self.pos_dim)
-        self.pos1 = self._stage(self.pos_dim)
-        self.pos2 = self._stage(self.pos_dim)
-        # The last bias adds one value to every logit of a head, which the softmax ignores: its
-        # gradient is zero by construction. Frozen, so that optimisers and gradient checks skip
-        # it (the value stays in the state dict).
-        self.pos3 = self._stage(num_heads)
-        self.pos3[2].bias.requires_grad_(False)
-
-    def _stage(self, out: int) -> nn.Sequential:
-        return nn.Sequential(
-            nn.LayerNorm(self.pos_dim), nn.ReLU(inplace=True), nn.Linear(self.pos_dim, out)
-        )
-
-    def forward(self, coords: torch.Tensor) -> torch.Tensor:
-        return self.pos3(self.pos2(self.pos1(self.pos_proj(coords))))
-
-
 class WindowAttention(nn.Module):
     """Self-attention in rectangular windows over one half of the channels, with position bias.
 
@@ -307,7 +177,7 @@ class WindowAttention(nn.Module):
 
     def position_bias(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         """The ``(heads, N, N)`` bias of one window (``N = wh * ww``), from the offsets' MLP."""
-        table = self.pos(_relative_offsets(self.window, device, dtype))  # (offsets, heads)
+        table = self.pos(relative_coords(self.window, device, dtype))  # (offsets, heads)
         return table.t()[:, relative_position_index(self.window, device)]
 
     def forward(
@@ -328,7 +198,7 @@ class WindowAttention(nn.Module):
         """
         b = qkv.shape[0]
         shift = self.shift if shifted else (0, 0)
-        gather, scatter = _windows(size, multiple, self.window, shift, qkv.device)
+        gather, scatter = padded_window_order(size, multiple, self.window, shift, qkv.device)
         # One gather pads, rolls and partitions: (B, windows * N, 3, C).
         tokens = qkv.index_select(1, gather)[..., self.branch, :]
         n = self.window[0] * self.window[1]
@@ -688,7 +558,7 @@ class RGT(ReconstructionHead):
         self.rgb_mean: tuple[float, ...] | None = DIV2K_RGB_MEAN if in_chans == 3 else None
 
         self.conv_first = nn.Conv2d(in_chans, embed_dim, 3, padding=1)
-        self.before_RG = nn.Sequential(_ToTokens(), nn.LayerNorm(embed_dim))
+        self.before_RG = nn.Sequential(ToTokens(), nn.LayerNorm(embed_dim))
         total = sum(depth)
         rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
         self.layers = nn.ModuleList(
@@ -734,7 +604,7 @@ class RGT(ReconstructionHead):
         hp, wp = _runnable_size(h, w, self.training)
         if (hp, wp) != (h, w):
             x = reflect_pad(x, hp - h, wp - w)
-        mean = None if self.rgb_mean is None else _mean(self.rgb_mean, x.device, x.dtype)
+        mean = None if self.rgb_mean is None else image_mean(self.rgb_mean, x.device, x.dtype)
         if mean is not None:
             x = x - mean
         x = self.conv_first(x * self.img_range)
