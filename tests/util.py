@@ -358,6 +358,9 @@ TINY: dict[str, dict[str, Any]] = {
     "rgt": {"embed_dim": 96, "depth": (3, 1), "num_heads": (2, 2), "split_size": (2, 4)},
     "rgt-s": {"embed_dim": 96, "depth": (3, 1), "num_heads": (2, 2), "split_size": (2, 4)},
     # TINY:rgt
+    # Both ways out of a group; the released windows (22: odd shift, 16: even shift).
+    "srformer": {"embed_dim": 8, "depths": (3, 2), "num_heads": (2, 2), "num_feat": 8},
+    "srformer-light": {"embed_dim": 8, "depths": (3, 2), "num_heads": (2, 2)},
     # TINY:srformer
 }
 
@@ -457,5 +460,7 @@ NARROW: dict[str, dict[str, Any]] = {
     "rgt": {"embed_dim": 36},  # six heads: the fewest features they divide from 32 up
     "rgt-s": {"embed_dim": 36},
     # NARROW:rgt
+    "srformer": {"embed_dim": 12, "num_feat": 4},  # a multiple of 4 (the 2x2 fold) and 6 heads
+    "srformer-light": {"embed_dim": 12},
     # NARROW:srformer
 }
