@@ -5,11 +5,20 @@
 2. Peak resident memory of a fresh process that upscales a 2048x2048 uint8 image x4 with tile 256
    through :func:`srzoo.upscale` (goal: at most 2 GB). It runs in a subprocess so that the peak
    is its own, not this script's.
+3. Where the memory of one tiled call goes: ``imdn`` x4 (random initialisation) upscales a
+   1024x1024 uint8 image with tile 256 in a fresh process, after a warm-up call; the growth of
+   the resident high-water mark during the call (reset before it through
+   ``/proc/self/clear_refs``; goal: at most 300 MB) is split into the output array, the staged
+   window (uint8 and float32), the window's float output, the model's activations on one window
+   (every tensor its forward allocates, tracked by :func:`srzoo.tiling.measure_peak_memory`), and
+   the rest (the allocator's free lists and fragmentation). No float copy of the whole input or
+   output and no blending weights exist: window cores are cropped and written once.
 
 Run from the repository root::
 
-    python benchmarks/bench_tiling.py            # both parts
+    python benchmarks/bench_tiling.py            # all parts
     python benchmarks/bench_tiling.py --part time
+    python benchmarks/bench_tiling.py --part memory
 """
 
 from __future__ import annotations
@@ -96,9 +105,58 @@ def bench_rss(size: int, tile: int, overlap: int, blocks: int) -> None:
     print(f"  peak RSS of the process:            {info['peak_rss_kib'] / gib:.2f} GiB")
 
 
+_MEMORY_CHILD = """
+import json, sys
+from pathlib import Path
+import numpy as np, torch
+import srzoo
+from srzoo.tiling import measure_peak_memory
+name, scale, size, tile = sys.argv[1], *(int(v) for v in sys.argv[2:5])
+
+def status_kib(field):
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+
+torch.manual_seed(0)
+net = srzoo.load(name, scale, weights=None)
+image = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
+srzoo.upscale(net, image[:64, :64], tile=tile, progress=False)  # first-call allocations
+Path("/proc/self/clear_refs").write_text("5")  # the high-water mark restarts from here
+before = status_kib("VmRSS")
+out = srzoo.upscale(net, image, tile=tile, progress=False)
+growth = (status_kib("VmHWM") - before) * 1024
+window = torch.rand(1, 3, tile, tile)
+print(json.dumps({"growth": growth, "output": out.nbytes,
+                  "activations": measure_peak_memory(net, window)}))
+"""
+
+
+def bench_memory(name: str, scale: int, size: int, tile: int) -> None:
+    cmd = [sys.executable, "-W", "ignore", "-c", _MEMORY_CHILD, name, str(scale), str(size)]
+    result = subprocess.run([*cmd, str(tile)], capture_output=True, text=True, check=True)
+    info = json.loads(result.stdout.strip().splitlines()[-1])
+    mb = 1e6
+    window = min(tile, size)
+    parts = {
+        "output array (the result, uint8)": info["output"],
+        "float copy of the whole input or output": 0,
+        "blending accumulators and weight maps": 0,
+        "staged window (uint8 slice + float32)": window**2 * 3 * (1 + 4),
+        "window output, float32 (clamped in place)": (window * scale) ** 2 * 3 * 4,
+        "model activations on one window": info["activations"],
+    }
+    rest = info["growth"] - sum(parts.values())
+    print(f"upscale() of a {size}x{size} uint8 image, {name} x{scale}, tile {tile}")
+    print(f"  growth of the peak RSS during the call: {info['growth'] / mb:7.0f} MB (goal 300)")
+    for what, nbytes in parts.items():
+        print(f"    {what:44s} {nbytes / mb:7.1f} MB")
+    print(f"    {'allocator free lists, fragmentation, other':44s} {rest / mb:7.1f} MB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("time", "rss", "all"), default="all")
+    parser.add_argument("--part", choices=("time", "rss", "memory", "all"), default="all")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4])
@@ -116,6 +174,8 @@ def main() -> None:
         bench_time(args.size, args.tile, 16, args.repeats, args.batch_sizes)
     if args.part in ("rss", "all"):
         bench_rss(args.rss_size, 256, 16, args.rss_blocks)
+    if args.part in ("memory", "all"):
+        bench_memory("imdn", 4, 1024, 256)
 
 
 if __name__ == "__main__":

@@ -10,9 +10,18 @@ Example:
 
 from __future__ import annotations
 
-from . import contract, discriminators, metrics
+from . import bench, contract, data, discriminators, losses, metrics, train
 from ._version import __version__
-from .api import DEFAULT_MODEL, DEFAULT_WEIGHTS, create, load, load_default, load_file
+from .api import (
+    DEFAULT_MODEL,
+    DEFAULT_WEIGHTS,
+    LoadReport,
+    create,
+    load,
+    load_default,
+    load_file,
+    load_weights,
+)
 from .compare import compare
 from .contract import ModelConfig, SRModel, model_config
 from .detect import detect
@@ -24,6 +33,7 @@ from .errors import (
     IncompatibleWeightsError,
     MissingDependencyError,
     NonFiniteOutputError,
+    PrecisionWarning,
     SrzooError,
     TileOutOfMemoryError,
     TilingWarning,
@@ -39,6 +49,7 @@ from .registry import (
     Detected,
     ModelSpec,
     Paper,
+    PrecisionVerdict,
     ReportedMetric,
     WeightSpec,
     list_models,
@@ -57,11 +68,14 @@ __all__ = [
     "ExportError",
     "ImageReadError",
     "IncompatibleWeightsError",
+    "LoadReport",
     "MissingDependencyError",
     "ModelConfig",
     "ModelSpec",
     "NonFiniteOutputError",
     "Paper",
+    "PrecisionVerdict",
+    "PrecisionWarning",
     "ReportedMetric",
     "SRModel",
     "SrzooError",
@@ -72,9 +86,11 @@ __all__ = [
     "WeightSpec",
     "WeightsError",
     "__version__",
+    "bench",
     "compare",
     "contract",
     "create",
+    "data",
     "detect",
     "discriminators",
     "download",
@@ -84,10 +100,13 @@ __all__ = [
     "load",
     "load_default",
     "load_file",
+    "load_weights",
+    "losses",
     "metrics",
     "model_config",
     "model_info",
     "register_model",
     "save_pretrained",
+    "train",
     "upscale",
 ]

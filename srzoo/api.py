@@ -10,6 +10,7 @@ import math
 import numbers
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -17,8 +18,8 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from ._util import resolve_device, resolve_dtype
-from .contract import Fusable, ModelConfig, set_model_config
+from ._util import parameter_device_dtype, resolve_device, resolve_dtype
+from .contract import Fusable, ModelConfig, model_config, set_model_config, unwrap_compiled
 from .detect import at_scale_of, detect, spec_for
 from .errors import (
     ArgumentError,
@@ -43,15 +44,21 @@ from .weights import (
     load_registered_weights,
     read_state_dict,
     registered_weights,
+    unwrap_state_dict,
 )
 
 __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_WEIGHTS",
+    "CompileArg",
+    "LoadReport",
+    "check_precision",
+    "compile_model",
     "create",
     "load",
     "load_default",
     "load_file",
+    "load_weights",
     "load_weights_into",
 ]
 
@@ -62,6 +69,12 @@ DEFAULT_MODEL: Final = "safmn"
 DEFAULT_WEIGHTS: Final = "srzoo"
 
 WeightsArg = str | os.PathLike[str] | None
+
+CompileArg = bool | str | Mapping[str, Any]
+"""``compile=`` of :func:`load`: ``False``, ``True`` (srzoo's settings), a ``torch.compile``
+mode such as ``"max-autotune"``, or a dict of ``torch.compile`` keyword arguments."""
+
+_REDUCED = (torch.float16, torch.bfloat16)
 
 
 def create(name: str, scale: int | None = None, **overrides: Any) -> nn.Module:
@@ -103,6 +116,9 @@ def load(
     progress: bool | None = None,
     channels_last: bool = True,
     fuse: bool = True,
+    from_scale: int | None = None,
+    compile: CompileArg = False,
+    allow_unsafe_dtype: bool = False,
     **overrides: Any,
 ) -> nn.Module:
     """Build a model, fill it with weights, and return it ready for inference.
@@ -132,6 +148,17 @@ def load(
             :class:`~srzoo.registry.WeightBlend`, such as ``denoise_strength=0.5`` for
             ``"realesr-general-x4v3"``: a number in [0, 1] that interpolates the registered
             weights with another registered checkpoint, both fetched and verified).
+        from_scale: Load ``weights`` of this other scale into a model of ``scale``, as the
+            EDSR paper initialised its x3 and x4 networks from the x2 one: every tensor is
+            loaded except those whose shapes depend on the scale (the upsampler, found by
+            building the network at both scales on the meta device), which keep their fresh
+            initialisation. The :class:`LoadReport` is at ``model.srzoo_load_report``.
+        compile: Return ``torch.compile(model)`` with srzoo's settings (:func:`compile_model`):
+            ``True``, a mode such as ``"max-autotune"``, or a dict of ``torch.compile``
+            arguments. Compilation is lazy: the first call pays for it. The config stays
+            reachable (:func:`srzoo.model_config`, :func:`srzoo.save_pretrained`, ``upscale``).
+        allow_unsafe_dtype: Load in a ``dtype`` this model is measured to break in
+            (``srzoo.model_info(name).precision``) instead of refusing.
 
     Returns:
         The module in eval mode, on ``device`` in ``dtype``.
@@ -140,15 +167,18 @@ def load(
         UnknownModelError: ``name`` is not registered.
         UnsupportedScaleError: ``scale`` is not supported.
         ArgumentError: A blend option out of [0, 1], on a model or weights without it, or
-            with weights it cannot apply to (``None``, a local file, a saved folder).
+            with weights it cannot apply to (``None``, a local file, a saved folder); a
+            ``dtype`` measured to break this model (without ``allow_unsafe_dtype``).
         WeightsError: The weights cannot be found or read.
         IncompatibleWeightsError: The weights do not fit the module.
 
     Example:
+        >>> model = srzoo.load("swinir", scale=4, compile=True)
         >>> model = srzoo.load("edsr", scale=4, weights="edsr_x4-4f62e9ef.pt")
         >>> model = srzoo.load("realesr-general-x4v3", denoise_strength=0.5)
         >>> model = srzoo.load("rcan", scale=2, weights=None, device="cuda")
         >>> model = srzoo.load("hf-hub:someone/my-edsr@v1")
+        >>> model = srzoo.load("edsr-baseline", scale=3, from_scale=2)  # fresh x3 upsampler
     """
     resolve_device(device)  # a device this machine lacks fails before anything is read
     dtype = resolve_dtype(dtype)
@@ -161,16 +191,28 @@ def load(
                 f"{option}= applies to registered weights, not to the saved folder {name}: its "
                 "weights are loaded as saved. Load the registered model by name to blend."
             )
+        if from_scale is not None:
+            raise ArgumentError(
+                f"from_scale= applies to registered names, not to the saved folder {name}. "
+                "Pass the architecture's name and the folder's model.safetensors as weights=."
+            )
         model = _load_pretrained_folder(name, scale, weights, strict, progress, overrides)
-        return _finish(model, device, dtype, channels_last, fuse)
+        return _finish(model, device, dtype, channels_last, fuse, compile, allow_unsafe_dtype)
     spec = get_spec(name)
     s = spec.resolve_scale(scale)
+    if from_scale is not None:
+        if blend:
+            raise ArgumentError(
+                "from_scale= and a weight-blending option cannot be combined; pass one of them."
+            )
+        model = _load_from_scale(spec, s, from_scale, weights, strict, progress, overrides)
+        return _finish(model, device, dtype, channels_last, fuse, compile, allow_unsafe_dtype)
     if blend:
         state, source = _blended_weights(spec, s, weights, blend, known, progress=progress)
     elif weights is None:
         model = spec.build(s, **overrides)
         _remember(model, spec, s, overrides)
-        return _finish(model, device, dtype, channels_last, fuse)
+        return _finish(model, device, dtype, channels_last, fuse, compile, allow_unsafe_dtype)
     else:
         state, source = _resolve_weights(spec, s, weights, progress=progress)
     model = load_weights_into(
@@ -183,7 +225,7 @@ def load(
         channels_last=channels_last,
         **overrides,
     )
-    return _finish(model, device, None, False, fuse)
+    return _finish(model, device, None, False, fuse, compile, allow_unsafe_dtype)
 
 
 def load_file(
@@ -195,6 +237,8 @@ def load_file(
     strict: bool = True,
     channels_last: bool = True,
     fuse: bool = True,
+    compile: CompileArg = False,
+    allow_unsafe_dtype: bool = False,
 ) -> nn.Module:
     """Load any checkpoint file srzoo can read, without naming its architecture.
 
@@ -215,11 +259,15 @@ def load_file(
         strict: Refuse weights that do not cover every parameter exactly.
         channels_last: As for :func:`load`.
         fuse: As for :func:`load`.
+        compile: As for :func:`load`.
+        allow_unsafe_dtype: As for :func:`load`.
 
     Returns:
         The module in eval mode, on ``device`` in ``dtype``.
 
     Raises:
+        ArgumentError: A ``dtype`` measured to break the detected model (without
+            ``allow_unsafe_dtype``).
         WeightsError: The file cannot be read, matches no known architecture (the message
             names the closest families and the keys each missed), or cannot serve ``scale``.
         IncompatibleWeightsError: The tensors were recognised but do not all fit (a missing
@@ -253,7 +301,7 @@ def load_file(
             dtype=dtype,
             channels_last=channels_last,
         )
-        return _finish(model, device, None, False, fuse)
+        return _finish(model, device, None, False, fuse, compile, allow_unsafe_dtype)
     found = at_scale_of(detect(state, source=str(p)), s, str(p))
     model = load_weights_into(
         spec_for(found),
@@ -265,7 +313,7 @@ def load_file(
         channels_last=channels_last,
         **found.model_args,
     )
-    return _finish(model, device, None, False, fuse)
+    return _finish(model, device, None, False, fuse, compile, allow_unsafe_dtype)
 
 
 def load_default(
@@ -317,16 +365,91 @@ def _finish(
     dtype: torch.dtype | None,
     channels_last: bool,
     fuse: bool,
+    compile: CompileArg = False,
+    allow_unsafe_dtype: bool = False,
 ) -> nn.Module:
     if device is not None or dtype is not None:
         model.to(device=device, dtype=dtype)
+    if not allow_unsafe_dtype:
+        check_precision(model)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     model.eval()
     if fuse and isinstance(model, Fusable):
         # Last, so that the fused kernels are computed in the final device and dtype.
         model.fuse()
-    return model
+    return compile_model(model, compile)
+
+
+def compile_model(model: nn.Module, compile: CompileArg = True) -> nn.Module:
+    """``torch.compile`` with srzoo's settings; what ``load(..., compile=...)`` returns.
+
+    Settings: ``fullgraph=True`` (every family compiles without a graph break, so a break is a
+    bug to see, not a silent slowdown) and ``dynamic=None``: the first input shape gets static
+    kernels; a second size marks the dimensions that changed as dynamic, so further sizes reuse
+    that graph instead of compiling again. :func:`srzoo.upscale` pads every tile to the tile
+    size for compiled models, so one tile size runs one graph.
+
+    Args:
+        model: The module to wrap (its config, scale and state dict stay reachable through
+            the wrapper's ``_orig_mod``, which srzoo reads).
+        compile: ``False`` (return ``model``), ``True``, a ``torch.compile`` mode (``"default"``,
+            ``"reduce-overhead"``, ``"max-autotune"``, ...) or a dict of ``torch.compile``
+            arguments that replace srzoo's (``{"backend": "eager"}``, ``{"dynamic": True}``).
+
+    Returns:
+        The compiled module (compilation happens on its first call), or ``model``.
+
+    Raises:
+        ArgumentTypeError: ``compile`` is none of these.
+
+    Example:
+        >>> fast = compile_model(srzoo.load("swinir"), "max-autotune")
+    """
+    if compile is False:
+        return model
+    options: dict[str, Any] = {"fullgraph": True, "dynamic": None}
+    if isinstance(compile, str):
+        options["mode"] = compile
+    elif isinstance(compile, Mapping):
+        options.update(compile)
+    elif compile is not True:
+        raise ArgumentTypeError(
+            "compile must be True, False, a torch.compile mode such as 'max-autotune' or a "
+            f"dict of torch.compile arguments, got {type(compile).__name__}"
+        )
+    compiled: nn.Module = torch.compile(model, **options)  # type: ignore[assignment]
+    return compiled
+
+
+def check_precision(model: nn.Module) -> None:
+    """Refuse a model held in a reduced precision it is measured to break in.
+
+    Args:
+        model: A loaded module; its dtype, device and registered name are read from it.
+
+    Raises:
+        ArgumentError: Its registry entry holds a ``"broken"`` verdict for its dtype on its
+            device type (:attr:`srzoo.registry.ModelSpec.precision`).
+
+    Example:
+        >>> check_precision(srzoo.load("edsr", weights=None, dtype="bf16"))
+    """
+    device, dtype = parameter_device_dtype(model)
+    config = model_config(model)
+    if dtype not in _REDUCED or device is None or config is None:
+        return
+    verdict = get_spec(config.architecture).precision_verdict(dtype, device)
+    if verdict is None or verdict.verdict != "broken":
+        return
+    measured = (
+        "non-finite output" if not verdict.finite else f"PSNR {verdict.psnr_db:.1f} dB vs float32"
+    )
+    raise ArgumentError(
+        f"{config.architecture!r} is measured broken in {verdict.dtype} on {verdict.device} "
+        f"({measured}, {verdict.measured_on}); load it in float32, or pass "
+        "allow_unsafe_dtype=True to load it anyway."
+    )
 
 
 def _is_path(weights: str | os.PathLike[str]) -> bool:
@@ -627,3 +750,229 @@ def _prepare(t: torch.Tensor, dtype: torch.dtype, channels_last: bool) -> torch.
     if channels_last and t.dim() == 4:
         t = t.contiguous(memory_format=torch.channels_last)
     return t
+
+
+Resized = tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...]
+
+#: Attribute on a module built by ``load(..., from_scale=...)`` holding its :class:`LoadReport`.
+LOAD_REPORT_ATTR: Final = "srzoo_load_report"
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What happened to each tensor when weights were loaded into a module.
+
+    Args:
+        loaded: Module keys filled from the weights.
+        missing: Module keys the weights lack (left as they were).
+        unexpected: Keys of the weights the module does not have (ignored).
+        resized: ``(key, module shape, weights shape)`` for tensors whose shapes differ
+            (skipped, left as they were).
+        source: Where the weights came from, if known.
+
+    Example:
+        >>> report = srzoo.load_weights(model, "x2.pth", strict=False)  # into an x4 EDSR
+        >>> report.reinitialised
+        ('tail.0.2.weight', 'tail.0.2.bias')
+    """
+
+    loaded: tuple[str, ...]
+    missing: tuple[str, ...] = ()
+    unexpected: tuple[str, ...] = ()
+    resized: Resized = ()
+    source: str | None = None
+
+    @property
+    def reinitialised(self) -> tuple[str, ...]:
+        """Module keys not filled from the weights, which keep the module's own values: the
+        missing and the resized ones."""
+        return (*self.missing, *(k for k, _, _ in self.resized))
+
+    @property
+    def complete(self) -> bool:
+        """Every module tensor was loaded and every tensor of the weights was used."""
+        return not (self.missing or self.unexpected or self.resized)
+
+    def __str__(self) -> str:
+        origin = f" from {self.source}" if self.source else ""
+        parts = [f"{len(self.loaded)} tensors loaded{origin}"]
+        if self.reinitialised:
+            parts.append(f"re-initialised: {', '.join(self.reinitialised)}")
+        if self.unexpected:
+            parts.append(f"ignored: {', '.join(self.unexpected)}")
+        return "; ".join(parts)
+
+
+def load_weights(
+    model: nn.Module,
+    weights: str | os.PathLike[str] | Mapping[str, torch.Tensor],
+    *,
+    strict: bool = True,
+) -> LoadReport:
+    """Copy weights into an existing module and report what fitted.
+
+    A module built by srzoo takes any layout its family's converter knows (official, BasicSR,
+    ...); the copy keeps the module's device and dtype. With ``strict=False``, tensors that are
+    missing, unexpected or of another shape are skipped and reported, the rest are loaded.
+
+    Args:
+        model: The module (a compiled or DDP-wrapped one is unwrapped).
+        weights: A checkpoint path (safetensors, or a PyTorch file read with
+            ``weights_only=True``) or a state dict; wrapper keys (``params_ema``,
+            ``state_dict``, ...) and ``module.`` prefixes are removed.
+        strict: Raise unless the weights fit every tensor exactly.
+
+    Returns:
+        A :class:`LoadReport`: loaded, missing, unexpected and resized keys.
+
+    Raises:
+        ArgumentTypeError: ``model`` is not a module, or ``weights`` neither a path nor a mapping.
+        WeightsError: The file cannot be read.
+        IncompatibleWeightsError: With ``strict``, any key or shape that does not fit; in any
+            case, weights of which not one tensor fits.
+
+    Example:
+        >>> model = srzoo.create("edsr-baseline", scale=4)
+        >>> report = srzoo.load_weights(model, "my.pth", strict=False)
+        >>> print(report)
+        32 tensors loaded from my.pth; re-initialised: tail.0.2.weight, tail.0.2.bias
+    """
+    if not isinstance(model, nn.Module):
+        raise ArgumentTypeError(f"load_weights needs a torch.nn.Module, not {type(model).__name__}")
+    module = unwrap_compiled(model)
+    if isinstance(module, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+        module = module.module
+    if isinstance(weights, Mapping):
+        state, source = unwrap_state_dict(dict(weights), source="the state dict"), None
+    elif isinstance(weights, (str, os.PathLike)):
+        state, source = read_state_dict(weights), str(weights)
+    else:
+        raise ArgumentTypeError(
+            f"weights must be a checkpoint path or a state dict, not {type(weights).__name__}"
+        )
+    config = model_config(module)
+    name = config.architecture if config is not None else type(module).__name__
+    if config is not None:
+        converter = get_spec(config.architecture).converter
+        if converter is not None:
+            state = converter(dict(state), module)
+    report = _compare_state(module.state_dict(), state, source)
+    if strict and not report.complete:
+        raise IncompatibleWeightsError(
+            name,
+            missing=report.missing,
+            unexpected=report.unexpected,
+            mismatched=report.resized,
+            source=source,
+        )
+    _copy_state(module, state, report, name)
+    return report
+
+
+def _compare_state(
+    expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor], source: str | None
+) -> LoadReport:
+    return LoadReport(
+        loaded=tuple(k for k in expected if k in state and expected[k].shape == state[k].shape),
+        missing=tuple(k for k in expected if k not in state),
+        unexpected=tuple(k for k in state if k not in expected),
+        resized=tuple(
+            (k, tuple(expected[k].shape), tuple(state[k].shape))
+            for k in expected
+            if k in state and expected[k].shape != state[k].shape
+        ),
+        source=source,
+    )
+
+
+def _copy_state(module: nn.Module, state: StateDict, report: LoadReport, name: str) -> None:
+    if not report.loaded:
+        raise IncompatibleWeightsError(
+            name,
+            missing=report.missing,
+            unexpected=report.unexpected,
+            mismatched=report.resized,
+            source=report.source,
+        )
+    expected = module.state_dict()
+    wrong_kind = [
+        k
+        for k in report.loaded
+        if expected[k].is_floating_point() and not state[k].is_floating_point()
+    ]
+    if wrong_kind:
+        raise WeightsError(
+            f"weights{f' from {report.source}' if report.source else ''} hold tensors that "
+            f"should be floating point but are not ({', '.join(wrong_kind[:3])}); they are not "
+            f"weights of {name!r}."
+        )
+    # load_state_dict copies into the existing tensors: device and dtype stay the module's.
+    module.load_state_dict({k: state[k] for k in report.loaded}, strict=False)
+
+
+def _scale_dependent_keys(
+    spec: ModelSpec, a: int, b: int, overrides: Mapping[str, Any]
+) -> set[str]:
+    """Keys whose presence or shape differs between the network at scales ``a`` and ``b``.
+
+    Built on the meta device, so this costs no memory and no initialisation; what differs is
+    whatever part of the family depends on the scale (its upsampler), with no list per family.
+    """
+    with torch.device("meta"), _SkipInitOnMeta():
+        first = spec.build(a, **overrides).state_dict()
+        second = spec.build(b, **overrides).state_dict()
+    return set(first.keys() ^ second.keys()) | {
+        k for k in first.keys() & second.keys() if first[k].shape != second[k].shape
+    }
+
+
+def _load_from_scale(
+    spec: ModelSpec,
+    scale: int,
+    from_scale: object,
+    weights: WeightsArg,
+    strict: bool,
+    progress: bool | None,
+    overrides: dict[str, Any],
+) -> nn.Module:
+    """The network at ``scale`` with every tensor of ``from_scale``'s weights that does not
+    depend on the scale; the upsampler keeps its fresh initialisation."""
+    source_scale = as_scale(from_scale)
+    spec.check_scale(source_scale)
+    if weights is None:
+        raise ArgumentError(
+            "from_scale= loads the weights of another scale, but weights=None asks for none. "
+            "Leave from_scale out for a random model, or pass weights='default' or a path."
+        )
+    state, source = _resolve_weights(spec, source_scale, weights, progress=progress)
+    if spec.converter is not None:
+        with torch.device("meta"), _SkipInitOnMeta():
+            reference = spec.build(source_scale, **overrides)
+        state = spec.converter(dict(state), reference)
+    varies = _scale_dependent_keys(spec, source_scale, scale, overrides)
+    model = spec.build(scale, **overrides)
+    report = _compare_state(model.state_dict(), state, source)
+    unexplained = [
+        k
+        for k in (*report.missing, *report.unexpected, *(k for k, _, _ in report.resized))
+        if k not in varies
+    ]
+    if strict and unexplained:
+        raise IncompatibleWeightsError(
+            spec.name,
+            missing=[k for k in report.missing if k not in varies],
+            unexpected=[k for k in report.unexpected if k not in varies],
+            mismatched=[r for r in report.resized if r[0] not in varies],
+            source=source,
+        )
+    _copy_state(model, state, report, spec.name)
+    fresh = ", ".join(report.reinitialised) or "nothing"
+    _remember(
+        model,
+        spec,
+        scale,
+        overrides,
+        weights=f"{source} (x{source_scale}; re-initialised for x{scale}: {fresh})",
+    )
+    setattr(model, LOAD_REPORT_ATTR, report)
+    return model

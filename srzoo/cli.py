@@ -10,6 +10,8 @@ Example:
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import signal
 import sys
@@ -29,6 +31,7 @@ import torch
 from ._util import atomic_write, progress_bar, show_progress
 from ._version import __version__
 from .api import load, load_default, load_file
+from .bench import bench
 from .detect import detect_file
 from .errors import SrzooError
 from .evaluation import evaluate
@@ -203,7 +206,46 @@ def _parser() -> argparse.ArgumentParser:
         help="largest input in pixels (default: PIL.Image.MAX_IMAGE_PIXELS; 0: no limit)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser(
+        "bench",
+        help="time a model's forward pass: median ms per image, MP/s, peak memory",
+        description=(
+            "Time a model (random weights) on a random square input: warm-up calls, then "
+            "the median of several timed calls; with --compile, the compile time as well."
+        ),
+    )
+    p.add_argument("name", help="registered model name")
+    p.add_argument("--scale", type=int, default=None, help="upscaling factor (default: model's)")
+    p.add_argument("--size", type=_positive_int, default=256, help="input side in pixels")
+    p.add_argument("--batch", type=_positive_int, default=1, help="images per call")
+    p.add_argument("--dtype", choices=sorted(_DTYPES), default="fp32")
+    p.add_argument("--compile", action="store_true", help="torch.compile with srzoo's settings")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cpu)")
+    p.add_argument("--runs", type=_positive_int, default=5, help="timed calls")
+    p.add_argument("--warmup", type=_non_negative, default=1, help="untimed calls before")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
     return parser
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    try:
+        result = bench(
+            args.name,
+            scale=args.scale,
+            size=args.size,
+            batch=args.batch,
+            dtype=_DTYPES[args.dtype],
+            compile=args.compile,
+            device=args.device,
+            runs=args.runs,
+            warmup=args.warmup,
+        )
+    except SrzooError as error:
+        _error(_one_line(error))
+        return 2
+    print(json.dumps(dataclasses.asdict(result)) if args.json else result.summary())
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -236,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         "download": _cmd_download,
         "eval": _cmd_eval,
         "upscale": _cmd_upscale,
+        "bench": _cmd_bench,
     }
     signals = _SignalsStop()
     try:

@@ -16,6 +16,7 @@ __all__ = [
     "IncompatibleWeightsError",
     "MissingDependencyError",
     "NonFiniteOutputError",
+    "PrecisionWarning",
     "SrzooError",
     "TileOutOfMemoryError",
     "TilingWarning",
@@ -58,6 +59,11 @@ class ImageReadError(SrzooError, ValueError):
 class NonFiniteOutputError(SrzooError, RuntimeError):
     """A model produced NaN or infinite values: its weights are damaged, or it overflowed (often
     in float16). srzoo never turns such values into an image."""
+
+
+class PrecisionWarning(UserWarning):
+    """A reduced precision (float16, bfloat16) that this model is measured or seen to break in
+    (NaN, infinity, or a large error against float32): srzoo ran it in float32 instead."""
 
 
 class TileOutOfMemoryError(SrzooError, RuntimeError):

@@ -7,6 +7,13 @@ exporter cannot capture raises :class:`~srzoo.errors.ExportError` naming the mod
 exporter's reason; one that exports but disagrees with PyTorch raises it too, with the
 difference, so a file that was written is a file that works.
 
+A network whose graph can only hold one input size declares it with a class attribute
+``onnx_fixed_size_reason`` (a sentence saying why); ``export_onnx`` then refuses
+``dynamic=True`` up front with that reason, and ``dynamic=False`` exports it at
+``example_size``. No built-in family needs it at present: size-dependent pooling (SAFMN),
+Real-ESRGAN x2plus's padding before its pixel-unshuffle and the MATLAB bicubic enlargement of
+SRCNN and VDSR are written so that the height and width stay free in the graph.
+
 onnx, onnxscript and onnxruntime are an optional extra: ``pip install "srzoo[onnx]"``.
 
 Example:
@@ -97,8 +104,9 @@ def export_onnx(
     Raises:
         MissingDependencyError: onnx / onnxscript / onnxruntime is missing.
         ArgumentError: The model is in training mode, or the sizes are not positive.
-        ExportError: The exporter cannot capture the model, or onnxruntime disagrees with
-            PyTorch.
+        ExportError: The exporter cannot capture the model, the model declares that it
+            cannot be exported with a free size (``onnx_fixed_size_reason``) and ``dynamic``
+            is set, or onnxruntime disagrees with PyTorch.
 
     Example:
         >>> srzoo.export_onnx(srzoo.load("span", scale=4), "span_x4.onnx", dynamic=True)
@@ -115,6 +123,12 @@ def export_onnx(
             "and re-parameterised branches export their inference form)"
         )
     name = type(net).__name__
+    fixed_reason = getattr(net, "onnx_fixed_size_reason", None)
+    if dynamic and isinstance(fixed_reason, str):
+        raise ExportError(
+            f"{name} cannot be exported with a free height and width: {fixed_reason}; pass "
+            f"dynamic=False to export it for one input size (example_size={example_size})"
+        )
     x = _example(net, example_size, 2 if dynamic else 1)
     dynamic_shapes: Any = None
     if dynamic:
@@ -153,7 +167,8 @@ def export_onnx(
             sizes = [example_size]
             if dynamic:
                 multiple = size_multiple(net)
-                sizes.append((example_size[0] + multiple + 3, example_size[1] + 2 * multiple + 1))
+                # One more than a multiple of the size multiple: the padding paths run too.
+                sizes.append((example_size[0] + multiple + 1, example_size[1] + 2 * multiple + 1))
             check_onnx(net, partial, sizes=sizes, batch=x.shape[0])
         partial.replace(target)
     finally:

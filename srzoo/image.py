@@ -559,7 +559,7 @@ def _decode_png16(data: bytes, path: Path) -> npt.NDArray[Any]:
     # Pillow has no 16-bit colour mode. torchvision's libpng decoder is fast; without it, a
     # decoder written here (slower on large images) keeps the 16 bits all the same.
     try:
-        from torchvision.io import (  # type: ignore[import-untyped]
+        from torchvision.io import (  # optional: the fast decoder when installed
             ImageReadMode,
             decode_png,
         )

@@ -22,10 +22,16 @@ from einops import rearrange
 from torch import nn
 
 from ._util import parameter_device_dtype, resolve_device, resolve_dtype, unwrap_compiled
-from .api import load, load_default
+from .api import DEFAULT_MODEL, load, load_default
 from .contract import model_channels, model_config, model_scale, receptive_field
 from .contract import size_multiple as preferred_size_multiple
-from .errors import ArgumentError, ArgumentTypeError, NonFiniteOutputError, TilingWarning
+from .errors import (
+    ArgumentError,
+    ArgumentTypeError,
+    NonFiniteOutputError,
+    PrecisionWarning,
+    TilingWarning,
+)
 from .image import (
     array_to_pil,
     check_array,
@@ -37,7 +43,7 @@ from .image import (
     ycbcr_to_rgb,
 )
 from .metrics import imresize
-from .registry import as_scale, list_models
+from .registry import ModelSpec, as_scale, get_spec, list_models
 from .tiling import TileArg, max_overlap, tiled_forward
 
 if TYPE_CHECKING:
@@ -214,9 +220,10 @@ class _Postprocess:
     def __call__(self, y: torch.Tensor) -> torch.Tensor:
         finite = torch.isfinite(y).all()
         self.finite = finite if self.finite is None else self.finite & finite
-        y = y.clamp(0.0, 1.0)
+        # In place: y is this tile's own output, and each copy would be as large as it.
+        y = y.clamp_(0.0, 1.0)
         if self.integer:
-            y = (y * self.max_value).round()
+            y = y.mul_(self.max_value).round_()
         return y
 
     def check(self, net: nn.Module, dtype: torch.dtype) -> None:
@@ -592,6 +599,9 @@ def upscale(
         device: Device to run on (default: the model's). A module on another device or dtype
             is copied, not changed.
         dtype: Compute dtype, e.g. ``torch.bfloat16`` or ``"bf16"`` (default: the model's).
+            A precision the model is measured to break in (its registry entry's
+            ``precision``) runs in float32 with a :class:`~srzoo.errors.PrecisionWarning`;
+            so does a reduced-precision run whose output holds NaN or infinity.
         outscale: Final scale when it differs from the model's: the model's output is resized
             (bicubic, antialiased) to ``round(size * outscale)``.
         alpha: How alpha is upscaled: ``"bicubic"`` (default) or ``"model"`` (the network, on
@@ -639,7 +649,14 @@ def upscale(
             f"{type(image).__name__}"
         )
     dtype = resolve_dtype(dtype)
+    if dtype in _REDUCED and (spec := _registered(model)):
+        where = device
+        if where is None and isinstance(model, nn.Module):
+            where = parameter_device_dtype(model)[0]
+        if _broken(spec, dtype, where):
+            dtype = torch.float32  # before loading or converting: weights never pass through it
     net = resolve_model(model, scale=scale, device=device, dtype=dtype)
+    net, dtype = _precision_fallback(net, dtype)
     opts: dict[str, Any] = {
         "tile": tile,
         "overlap": overlap,  # None: chosen per model in _run_planes
@@ -654,12 +671,83 @@ def upscale(
     was_training = net.training
     net.eval()
     try:
-        if isinstance(image, (str, os.PathLike)):
-            return _upscale_pil(net, read_image(image), alpha, opts, str(image))
-        if isinstance(image, np.ndarray):
-            return _upscale_array(net, image, alpha, opts, "image array")
-        if isinstance(image, torch.Tensor):
-            return _upscale_tensor(net, image, alpha, opts)
-        return _upscale_pil(net, image, alpha, opts, "PIL image")
+        try:
+            return _upscale_any(net, image, alpha, opts)
+        except NonFiniteOutputError:
+            run_dtype = parameter_device_dtype(net)[1]
+            if run_dtype not in _REDUCED:
+                raise
+            # An overflow of the reduced precision: float32 gives the picture the model means.
+            _warn_precision(net, f"produced NaN or infinite values in {_dtype_name(run_dtype)}")
+            opts["dtype"] = torch.float32
+            wide = copy.deepcopy(unwrap_compiled(net)).float().eval()
+            return _upscale_any(wide, image, alpha, opts)
     finally:
         net.train(was_training)
+
+
+def _upscale_any(net: nn.Module, image: Any, alpha: AlphaMode, opts: dict[str, Any]) -> Any:
+    if isinstance(image, (str, os.PathLike)):
+        return _upscale_pil(net, read_image(image), alpha, opts, str(image))
+    if isinstance(image, np.ndarray):
+        return _upscale_array(net, image, alpha, opts, "image array")
+    if isinstance(image, torch.Tensor):
+        return _upscale_tensor(net, image, alpha, opts)
+    return _upscale_pil(net, image, alpha, opts, "PIL image")
+
+
+_REDUCED = (torch.float16, torch.bfloat16)
+
+
+def _dtype_name(dtype: torch.dtype | None) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _registered(model: nn.Module | str | None) -> ModelSpec | None:
+    """The registry entry of a model argument of :func:`upscale`, when it has one."""
+    if model is None:
+        return get_spec(DEFAULT_MODEL)
+    if isinstance(model, str):
+        return get_spec(model) if _is_model_name(model) else None
+    config = model_config(model) if isinstance(model, nn.Module) else None
+    return get_spec(config.architecture) if config is not None else None
+
+
+def _broken(spec: ModelSpec, dtype: torch.dtype, device: str | torch.device | None) -> bool:
+    """Whether ``spec`` is measured broken in ``dtype`` on ``device``'s type; warns if so."""
+    verdict = spec.precision_verdict(dtype, device or "cpu")
+    if verdict is None or verdict.verdict != "broken":
+        return False
+    measured = f"{verdict.psnr_db} dB against float32" if verdict.finite else "NaN or infinity"
+    warnings.warn(
+        f"{spec.name} is measured broken in {verdict.dtype} on {verdict.device} ({measured}); "
+        "running it in float32 instead. Run it in float32 (or another measured precision) to "
+        "silence this.",
+        PrecisionWarning,
+        stacklevel=4,
+    )
+    return True
+
+
+def _precision_fallback(
+    net: nn.Module, dtype: torch.dtype | None
+) -> tuple[nn.Module, torch.dtype | None]:
+    """A float32 copy of a module held in a precision its registry entry says it breaks in."""
+    device, have = parameter_device_dtype(net)
+    config = model_config(net)
+    if have not in _REDUCED or device is None or config is None:
+        return net, dtype
+    if not _broken(get_spec(config.architecture), have, device):
+        return net, dtype
+    return copy.deepcopy(unwrap_compiled(net)).float(), torch.float32
+
+
+def _warn_precision(net: nn.Module, what: str) -> None:
+    config = model_config(net)
+    name = config.describe() if config is not None else type(unwrap_compiled(net)).__name__
+    warnings.warn(
+        f"the model {name} {what}; running it again in float32. Pass a float32 model (or "
+        "dtype=torch.float32) to skip the first attempt.",
+        PrecisionWarning,
+        stacklevel=4,
+    )

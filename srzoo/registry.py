@@ -6,14 +6,19 @@ and third parties call the same :func:`register_model`.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import fnmatch
+import functools
+import json
 import math
 import operator
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from html import escape
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -29,6 +34,7 @@ __all__ = [
     "ModelBuilder",
     "ModelSpec",
     "Paper",
+    "PrecisionVerdict",
     "ReportedMetric",
     "Shapes",
     "StateDict",
@@ -40,6 +46,7 @@ __all__ = [
     "find_weights",
     "get_spec",
     "list_models",
+    "measured_precision",
     "model_info",
     "register_detector",
     "register_model",
@@ -176,6 +183,60 @@ class WeightBlend:
     description: str = ""
 
 
+Verdict = Literal["ok", "degraded", "broken"]
+
+#: Below this PSNR (dB) against float32, or with any NaN or infinity, a precision is "broken".
+BROKEN_BELOW_DB: float = 30.0
+#: Below this PSNR (dB) against float32, a precision is "degraded" (visible on close inspection).
+DEGRADED_BELOW_DB: float = 40.0
+
+
+@dataclass(frozen=True)
+class PrecisionVerdict:
+    """How one model fares in a reduced precision, measured against float32.
+
+    The outputs of the registered configuration in ``dtype`` and in float32 on the same images
+    are compared: ``psnr_db`` is their PSNR, with the float32 output's value range as the peak.
+    ``benchmarks/measure_precision.py`` measures every registered model and writes
+    ``srzoo/_data/precision.json``, which the registry reads when a model registers.
+
+    Args:
+        dtype: ``"float16"`` or ``"bfloat16"``.
+        device: Device type it was measured on: ``"cpu"`` or ``"cuda"``.
+        psnr_db: PSNR of the reduced-precision output against float32; ``None`` when the
+            output held NaN or infinite values.
+        finite: Whether every output value was finite.
+        verdict: ``"broken"`` (not finite, or below :data:`BROKEN_BELOW_DB`), ``"degraded"``
+            (below :data:`DEGRADED_BELOW_DB`) or ``"ok"``.
+        measured_on: The processor or card, and the torch version.
+        note: Which weights and images were used.
+
+    Example:
+        >>> srzoo.model_info("edsr").precision_verdict("bfloat16", "cpu").verdict
+        'ok'
+    """
+
+    dtype: str
+    device: str
+    psnr_db: float | None
+    finite: bool
+    verdict: Verdict
+    measured_on: str = ""
+    note: str = ""
+
+    @staticmethod
+    def classify(psnr_db: float | None, finite: bool) -> Verdict:
+        """The verdict for a measured PSNR (dB) and finiteness, by the documented thresholds.
+
+        Example:
+            >>> PrecisionVerdict.classify(35.0, True)
+            'degraded'
+        """
+        if not finite or psnr_db is None or psnr_db < BROKEN_BELOW_DB:
+            return "broken"
+        return "degraded" if psnr_db < DEGRADED_BELOW_DB else "ok"
+
+
 @dataclass(frozen=True)
 class WeightSpec:
     """One pretrained checkpoint for one scale of a model.
@@ -229,6 +290,9 @@ class ModelSpec:
         converter: Maps known upstream layouts to the module's own keys.
         defaults: The constructor arguments that define this variant.
         size_multiple: Input sizes the network needs a multiple of (it pads inside anyway).
+        precision: Measured :class:`PrecisionVerdict` per reduced dtype and device type;
+            empty when never measured (then no precision is refused). Filled at registration
+            from ``srzoo/_data/precision.json`` when the spec gives none.
     """
 
     name: str
@@ -245,6 +309,7 @@ class ModelSpec:
     converter: Converter | None = None
     defaults: Mapping[str, Any] = field(default_factory=dict)
     size_multiple: int = 1
+    precision: tuple[PrecisionVerdict, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.scales:
@@ -336,6 +401,25 @@ class ModelSpec:
             return at_scale[0]
         return None
 
+    def precision_verdict(
+        self, dtype: torch.dtype | str, device: torch.device | str = "cpu"
+    ) -> PrecisionVerdict | None:
+        """The measured verdict for ``dtype`` on ``device``'s type, or ``None`` if unmeasured.
+
+        Args:
+            dtype: ``torch.bfloat16`` / ``torch.float16`` or their names (``"bfloat16"``).
+            device: A device or device type (``"cuda:1"`` counts as ``"cuda"``).
+
+        Returns:
+            The :class:`PrecisionVerdict`, or ``None``.
+
+        Example:
+            >>> srzoo.model_info("edsr").precision_verdict(torch.bfloat16)
+        """
+        name = str(dtype).removeprefix("torch.")
+        kind = torch.device(device).type
+        return next((v for v in self.precision if v.dtype == name and v.device == kind), None)
+
     def build(self, scale: int | None = None, **overrides: Any) -> nn.Module:
         """Build the module with random initialisation (train mode).
 
@@ -374,6 +458,77 @@ class ModelSpec:
                 _PARAMS_CACHE[key] = sum(t.numel() for t in module.state_dict().values())
             return _PARAMS_CACHE[key]
 
+    def _facts(self) -> tuple[list[tuple[str, str, str | None]], list[list[str]]]:
+        """``(label, text, link)`` rows about the model, and one row per registered checkpoint."""
+        paper = f"{self.paper.title} ({self.paper.venue} {self.paper.year})"
+        link = f"https://arxiv.org/abs/{self.paper.arxiv}" if self.paper.arxiv else None
+        scales = ", ".join(f"x{s}" for s in self.scales)
+        facts: list[tuple[str, str, str | None]] = [
+            ("family", self.family, None),
+            ("paper", paper, link),
+            ("scales", f"{scales} (default x{self.scale})", None),
+            ("parameters", f"{self.num_params():,} at x{self.scale}", None),
+            ("task", self.task, None),
+            ("colour", self.colour, None),
+            ("code licence", self.code_license, None),
+        ]
+        verdicts = getattr(self, "precision", ())
+        if verdicts:
+            text = "; ".join(f"{v.dtype} {v.device}: {v.verdict}" for v in verdicts)
+            facts.append(("precision", text, None))
+        weights = [
+            [
+                f"x{w.scale}",
+                w.tag,
+                w.license,
+                w.train_data,
+                "; ".join(f"{m.dataset} x{m.scale} {m.metric} {m.value}" for m in w.metrics),
+            ]
+            for w in self.weights
+        ]
+        return facts, weights
+
+    def _repr_markdown_(self) -> str:
+        """The model's facts as Markdown tables, for notebooks (Jupyter calls this)."""
+        facts, weights = self._facts()
+        lines = [f"**`{self.name}`**: {_md(self.description)}", "", "| | |", "|---|---|"]
+        for label, text, link in facts:
+            lines.append(f"| {label} | {f'[{_md(text)}]({link})' if link else _md(text)} |")
+        if weights:
+            lines += [
+                "",
+                "| weights | tag | licence | trained on | reported |",
+                "|---|---|---|---|---|",
+            ]
+            lines += ["| " + " | ".join(_md(c) for c in row) + " |" for row in weights]
+        else:
+            lines += ["", "No pretrained weights registered (`weights=None` builds it untrained)."]
+        return "\n".join(lines) + "\n"
+
+    def _repr_html_(self) -> str:
+        """The model's facts as HTML tables, for notebooks (Jupyter calls this)."""
+        facts, weights = self._facts()
+        parts = [f"<p><b><code>{escape(self.name)}</code></b>: {escape(self.description)}</p>"]
+        rows = []
+        for label, text, link in facts:
+            cell = f'<a href="{escape(link)}">{escape(text)}</a>' if link else escape(text)
+            rows.append(f"<tr><th style='text-align:left'>{escape(label)}</th><td>{cell}</td></tr>")
+        parts.append("<table>" + "".join(rows) + "</table>")
+        if weights:
+            head = "".join(
+                f"<th>{h}</th>" for h in ("weights", "tag", "licence", "trained on", "reported")
+            )
+            body = "".join(
+                "<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in weights
+            )
+            parts.append(f"<table><tr>{head}</tr>{body}</table>")
+        return "".join(parts)
+
+
+def _md(text: str) -> str:
+    """Text that stays inside one Markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
 
 _REGISTRY: dict[str, ModelSpec] = {}
 _PARAMS_CACHE: dict[tuple[str, int], int] = {}
@@ -388,7 +543,9 @@ def register_model(spec: ModelSpec, *, overwrite: bool = False) -> ModelSpec:
         overwrite: Replace an existing entry of the same name instead of raising.
 
     Returns:
-        ``spec``, so the call can be used as an expression.
+        The registered spec, so the call can be used as an expression: ``spec`` itself, or,
+        when ``spec`` gives no ``precision`` and srzoo's measurements hold some for its name, a
+        copy with them.
 
     Raises:
         ValueError: The name is taken and ``overwrite`` is false.
@@ -399,8 +556,35 @@ def register_model(spec: ModelSpec, *, overwrite: bool = False) -> ModelSpec:
     """
     if spec.name in _REGISTRY and not overwrite:
         raise ArgumentError(f"a model named {spec.name!r} is already registered")
+    if not spec.precision and (measured := measured_precision().get(spec.name)):
+        spec = dataclasses.replace(spec, precision=measured)
     _REGISTRY[spec.name] = spec
     return spec
+
+
+PRECISION_FILE = Path(__file__).parent / "_data" / "precision.json"
+"""Measured precision verdicts per model, written by ``benchmarks/measure_precision.py``."""
+
+
+@functools.cache
+def measured_precision() -> dict[str, tuple[PrecisionVerdict, ...]]:
+    """The measured precision verdicts shipped with srzoo, by model name (read once).
+
+    Returns:
+        ``{model name: verdicts}``; empty when the data file is absent.
+
+    Example:
+        >>> measured_precision()["edsr"][0].dtype
+        'bfloat16'
+    """
+    try:
+        data = json.loads(PRECISION_FILE.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    return {
+        name: tuple(PrecisionVerdict(**entry) for entry in entries)
+        for name, entries in data["models"].items()
+    }
 
 
 def get_spec(name: str) -> ModelSpec:

@@ -520,7 +520,10 @@ def tiled_forward(
     if side is not None and side >= max(height, width) and not pad_to_tile:
         side = None
 
-    done = torch.zeros(n, height, width, dtype=torch.bool)
+    # Cores already written, kept as a mask of the input's size only once a retry with smaller
+    # tiles needs it (an out-of-memory error): until then no window is written twice.
+    finished: list[Window] = []
+    done: torch.Tensor | None = None
     bar = progress_bar(progress, total=0, desc=desc, unit="tile")
     try:
         while True:
@@ -530,20 +533,20 @@ def tiled_forward(
             bar.reset(len(windows))
             try:
                 for batch in _batches(windows, batch_size):
-                    todo = [w for w in batch if not _core_done(done, w)]
+                    todo = [w for w in batch if done is None or not _core_done(done, w)]
                     if todo:
                         out = _run_batch(
                             model, x, todo, scale, side, pad_to_tile, batch_size,
                             run_device, pre, postprocess, out,
                         )  # fmt: skip
-                        for w in todo:
-                            cy0, cy1, cx0, cx1 = w.core
-                            done[w.index, cy0:cy1, cx0:cx1] = True
+                        finished += todo
                     bar.update(len(batch))
                 break
             except Exception as error:
                 if not is_out_of_memory(error):
                     raise
+                done = _mark_done(done, finished, (n, height, width))
+                finished = []
                 current = max(height, width) if side is None else side
                 smaller = _round_down(current // 2, size_multiple)
                 if batch_size > 1:
@@ -564,6 +567,17 @@ def tiled_forward(
         bar.close()
     assert out is not None
     return out
+
+
+def _mark_done(
+    done: torch.Tensor | None, windows: Sequence[Window], shape: tuple[int, int, int]
+) -> torch.Tensor:
+    if done is None:
+        done = torch.zeros(shape, dtype=torch.bool)
+    for w in windows:
+        cy0, cy1, cx0, cx1 = w.core
+        done[w.index, cy0:cy1, cx0:cx1] = True
+    return done
 
 
 def _core_done(done: torch.Tensor, w: Window) -> bool:
@@ -624,7 +638,6 @@ def _run_batch(
         ]
         if out.dtype in _BAREBONES_DTYPES:
             src = src.to(out.device)
-        out[win.index, :, cy0 * scale : cy1 * scale, cx0 * scale : cx1 * scale] = src.to(
-            device=out.device, dtype=out.dtype
-        )
+        # copy_ converts while it copies: no temporary of the core in the output's dtype.
+        out[win.index, :, cy0 * scale : cy1 * scale, cx0 * scale : cx1 * scale].copy_(src)
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -544,3 +545,15 @@ def test_upscale_with_a_checkpoint_file_as_the_model(
     np.testing.assert_array_equal(
         read_image_array(out / "a.png"), read_image_array(reference / "a.png")
     )
+
+
+def test_bench(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "espcn", "--size", "16", "--runs", "2", "--dtype", "bf16"]) == 0
+    line = capsys.readouterr().out
+    assert line.startswith("espcn x3 16x16 batch 1 bfloat16 on cpu (") and "ms/image" in line
+    assert main(["bench", "espcn", "--size", "16", "--runs", "1", "--batch", "2", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["model"], result["batch"], result["runs"]) == ("espcn", 2, 1)
+    assert result["ms_per_image"] > 0 and result["compile_s"] is None
+    assert main(["bench", "no-such-model"]) == 2
+    assert "unknown model" in capsys.readouterr().err

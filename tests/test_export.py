@@ -1,7 +1,8 @@
 """ONNX export: files that run in onnxruntime like the module, at sizes other than the traced one.
 
-Two families in the default run (each export takes seconds), at sizes and batches the trace never
-saw; a file that disagrees with the module, or misses an extra, is an error that says so.
+The default run exports one family per distinct code path (each export takes seconds), at sizes
+and batches the trace never saw; the slow run exports every model with a tiny configuration. A
+file that disagrees with the module, or misses an extra, is an error that says so.
 """
 
 from __future__ import annotations
@@ -17,12 +18,64 @@ from srzoo.export import check_onnx, export_onnx
 
 from .util import TINY, randomize_
 
+# One model per code path that the exporter sees differently.
+REPRESENTATIVES = {
+    "swinir-light": "window attention, padding to the window inside forward",
+    "srcnn": "MATLAB bicubic enlargement before the network",
+    "realesrgan-x2plus": "padding to the fold, then pixel-unshuffle",
+    "safmn": "max pooling to a grid that follows the image size",
+}
+
 pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
 pytest.importorskip("onnxscript", reason="the onnx extra is not installed")
 
 
 def _tiny(name: str, scale: int = 2) -> torch.nn.Module:
     return randomize_(srzoo.create(name, scale, **TINY[name]), seed=3).eval()
+
+
+def _scale(name: str) -> int:
+    scales = srzoo.model_info(name).scales
+    return 2 if 2 in scales else scales[0]
+
+
+def _assert_exports(tmp_path: Path, name: str) -> None:
+    model = _tiny(name, _scale(name))
+    if isinstance(getattr(model, "onnx_fixed_size_reason", None), str):
+        with pytest.raises(srzoo.ExportError, match="dynamic=False"):
+            export_onnx(model, tmp_path / f"{name}.onnx")
+        export_onnx(model, tmp_path / f"{name}.onnx", dynamic=False, example_size=(24, 20))
+        return
+    # export_onnx checks the traced size and one that is no multiple of the model's multiple.
+    path = export_onnx(model, tmp_path / f"{name}.onnx", example_size=(24, 20))
+    assert check_onnx(model, path, sizes=[(9, 14)], batch=1) <= 1e-4
+
+
+@pytest.mark.parametrize("name", sorted(REPRESENTATIVES))
+def test_each_code_path_exports_with_a_free_size(tmp_path: Path, name: str) -> None:
+    _assert_exports(tmp_path, name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(n for n in TINY if n in srzoo.list_models()))
+def test_every_registered_model_exports(tmp_path: Path, name: str) -> None:
+    _assert_exports(tmp_path, name)
+
+
+def test_a_model_that_needs_one_size_says_so(tmp_path: Path) -> None:
+    class OneSize(torch.nn.Module):
+        onnx_fixed_size_reason = "its pooling grid is fixed at construction"
+        scale, in_channels, out_channels = 2, 3, 3
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.interpolate(x, scale_factor=2.0, mode="nearest")
+
+    model = OneSize().eval()
+    with pytest.raises(srzoo.ExportError, match=r"pooling grid is fixed.*dynamic=False"):
+        export_onnx(model, tmp_path / "one.onnx")
+    assert not (tmp_path / "one.onnx").exists()
+    path = export_onnx(model, tmp_path / "one.onnx", dynamic=False, example_size=(8, 6))
+    assert check_onnx(model, path, sizes=[(8, 6)]) <= 1e-4
 
 
 @pytest.mark.parametrize("name", ["realesr-animevideov3", "rcan"])

@@ -323,3 +323,43 @@ def test_available_memory_on_the_host() -> None:
 
     free = available_memory(torch.device("cpu"))
     assert 0 < free < 1 << 50
+
+
+class _TileInto(nn.Module):
+    """tiled_forward of a uint8 image into a uint8 output held as a buffer, so that
+    measure_peak_memory counts what tiling allocates and not the output it writes into."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(3, 12, 3, padding=1), nn.PixelShuffle(2)).eval()
+        out = torch.empty(1, 3, 2 * size, 2 * size, dtype=torch.uint8)
+        self.register_buffer("out", out, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return tiled_forward(
+            self.net,
+            x,
+            scale=2,
+            tile=48,
+            overlap=4,
+            preprocess=lambda w: w.float() / 255,
+            postprocess=lambda y: y.clamp_(0, 1).mul_(255).round_(),
+            out=self.out,
+        )
+
+
+def _host_peak_of_tiling(size: int) -> int:
+    run = _TileInto(size)
+    x = torch.randint(0, 256, (1, 3, size, size), dtype=torch.uint8)
+    peak = measure_peak_memory(run, x)
+    assert run.out.float().std() > 0  # the output was written
+    return peak
+
+
+def test_host_memory_is_set_by_the_window_not_the_image() -> None:
+    # A uint8 image into a uint8 output: no float copy of the image or of the output, no
+    # accumulator or bookkeeping the size of the image; what is allocated per window is freed
+    # before the next, so a 9 times larger image allocates no more at its peak.
+    small, large = _host_peak_of_tiling(96), _host_peak_of_tiling(288)
+    window_output = (2 * 48) ** 2 * 12 * 4  # the convolution's float output for one window
+    assert large <= small <= 4 * window_output

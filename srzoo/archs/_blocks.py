@@ -563,10 +563,15 @@ def rename_keys(
 
 
 def _symmetric_index(n: int, pad: int, device: torch.device) -> torch.Tensor:
-    """Indices of a length-``n`` axis padded by ``pad`` with MATLAB's 'symmetric' mirroring."""
+    """Indices of a length-``n`` axis padded by ``pad`` with MATLAB's 'symmetric' mirroring.
+
+    One reflection each side (the edge repeated), which is all of it for ``pad <= n``; a
+    one-pixel axis repeats its pixel. Written with comparisons rather than a remainder so that
+    ONNX export keeps ``n`` symbolic (the bicubic kernel pads by 2).
+    """
     idx = torch.arange(-pad, n + pad, device=device)
-    period = torch.remainder(idx, 2 * n)
-    return torch.where(period < n, period, 2 * n - 1 - period)
+    mirrored = torch.where(idx < 0, -1 - idx, torch.where(idx < n, idx, 2 * n - 1 - idx))
+    return mirrored.clamp(0, n - 1)
 
 
 def matlab_bicubic_upsample(x: torch.Tensor, scale: int) -> torch.Tensor:

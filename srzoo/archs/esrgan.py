@@ -202,12 +202,7 @@ class RRDBNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
         if self.fold > 1:
-            pad_h, pad_w = -height % self.fold, -width % self.fold
-            if pad_h or pad_w:
-                # Reflection, as Real-ESRGAN pads; it needs a side longer than the padding.
-                mode = "reflect" if pad_h < height and pad_w < width else "replicate"
-                x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-            x = F.pixel_unshuffle(x, self.fold)
+            x = F.pixel_unshuffle(_pad_to_multiple(x, self.fold), self.fold)
         feat = self.conv_first(x)
         feat = feat + self.conv_body(self.body(feat))
         for name in self._up_names:
@@ -217,6 +212,27 @@ class RRDBNet(nn.Module):
         if self.fold > 1:
             out = out[..., : height * self.scale, : width * self.scale]
         return out
+
+
+def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad the bottom and right of ``x`` to a multiple of ``multiple``, as Real-ESRGAN does.
+
+    Reflection, or replication on both axes when a side is not longer than its padding (where
+    reflection is undefined). The padding is a gather with computed indices and the mode a
+    tensor condition, not a Python branch on the size, so that an exported graph (ONNX) keeps
+    the height and width free; for sizes that need no padding the gather is an exact copy.
+    """
+    height, width = x.shape[-2:]
+    # Rounded up with positive operands only: exported graphs divide integers by truncation.
+    rows = torch.arange((height + multiple - 1) // multiple * multiple, device=x.device)
+    cols = torch.arange((width + multiple - 1) // multiple * multiple, device=x.device)
+    # Reflection about the last row / column (the edge itself is not repeated).
+    reflect_rows = torch.where(rows < height, rows, 2 * (height - 1) - rows)
+    reflect_cols = torch.where(cols < width, cols, 2 * (width - 1) - cols)
+    reflects = (reflect_rows.min() >= 0) & (reflect_cols.min() >= 0)
+    rows = torch.where(reflects, reflect_rows, rows.clamp(max=height - 1))
+    cols = torch.where(reflects, reflect_cols, cols.clamp(max=width - 1))
+    return x.index_select(-2, rows).index_select(-1, cols)
 
 
 # The 2019 xinntao/ESRGAN layout, shared by KAIR, BSRGAN and RealSR.

@@ -85,6 +85,32 @@ class LayerNorm2d(nn.Module):
         return y.permute(0, 3, 1, 2)
 
 
+def _adaptive_max_pool_by_gather(
+    x: torch.Tensor, size: tuple[int, int], reach: int
+) -> torch.Tensor:
+    """``F.adaptive_max_pool2d(x, size)`` as gathers and maxima, for exported graphs.
+
+    Output cell ``i`` of an axis of length ``n`` pooled to ``m`` covers inputs
+    ``floor(i * n / m)`` to ``ceil((i + 1) * n / m) - 1``; each cell gathers ``reach`` indices
+    from its start, clamped to its last input (repeats do not change a maximum). The exporter
+    turns the adaptive pooling into fixed windows of the traced size; this form keeps the
+    height and width free, with the same values. ``reach`` bounds the longest cell:
+    ``2**(k + 1) + 1`` for ``m = max(n >> k, 1)``.
+    """
+    for axis, cells in ((2, size[0]), (3, size[1])):
+        length = x.shape[axis]
+        i = torch.arange(cells, device=x.device)
+        start = i * length // cells
+        stop = ((i + 1) * length + cells - 1) // cells
+        offsets = torch.arange(reach, device=x.device)
+        index = torch.minimum(start[:, None] + offsets, stop[:, None] - 1).flatten()
+        gathered = x.index_select(axis, index)
+        shape = list(x.shape)
+        shape[axis : axis + 1] = [cells, reach]
+        x = gathered.reshape(shape).amax(dim=axis + 1)
+    return x
+
+
 class SAFM(nn.Module):
     """Spatially-adaptive feature modulation: multi-scale depth-wise features gate the input.
 
@@ -122,9 +148,12 @@ class SAFM(nn.Module):
             # The original pools to (h // 2**k, w // 2**k), which is empty for inputs smaller
             # than 2**k; one pixel (a global max) is the natural limit there.
             k = i + self.pool_shift
-            size = (max(h >> k, 1), max(w >> k, 1))
-            s = self.mfr[i](F.adaptive_max_pool2d(chunks[i], size))
-            out.append(F.interpolate(s, size=(h, w), mode="nearest"))
+            size = (max(h // 2**k, 1), max(w // 2**k, 1))  # not >>: exporters lack it for sizes
+            if torch.compiler.is_exporting():
+                pooled = _adaptive_max_pool_by_gather(chunks[i], size, 2 ** (k + 1) + 1)
+            else:
+                pooled = F.adaptive_max_pool2d(chunks[i], size)
+            out.append(F.interpolate(self.mfr[i](pooled), size=(h, w), mode="nearest"))
         return self.act(self.aggr(torch.cat(out, dim=1))) * x
 
 

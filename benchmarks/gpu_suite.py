@@ -1,0 +1,224 @@
+"""One run on one CUDA device that measures every family: speed per precision, precision verdicts,
+``torch.compile`` speed-up and compile time, and the tile ``tile="auto"`` picks.
+
+Per family (one representative model each, random weights at its default scale):
+
+- float32 / float16 / bfloat16 milliseconds per input megapixel at 512x512 (:func:`srzoo.bench.
+  bench`: warm-up, median of timed calls, ``torch.cuda.synchronize`` around each);
+- float16 and bfloat16 verdicts against float32 (:func:`srzoo.bench.precision_check`; the
+  registry's own verdicts come from ``benchmarks/measure_precision.py --device cuda``, run on
+  real images with pretrained weights where available);
+- the float32 speed-up of ``torch.compile`` (srzoo's settings, inductor) and its compile time;
+- the largest tile ``tile="auto"`` picks (:func:`srzoo.tiling.auto_tile_size`), and the peak
+  memory (``torch.cuda.max_memory_allocated``) of one 512x512 float32 call.
+
+It writes ``<out>.json`` and ``<out>.md`` (a table naming the card). Budget: about 5 minutes on a
+recent card; ``--max-seconds`` stops adding families when the time is spent. ``--device cpu
+--quick`` is a smoke run of the same code (tiny inputs, one timed call, the eager compile
+backend) that a test runs, so that this script keeps working between GPU runs.
+
+Usage:
+    python benchmarks/gpu_suite.py [--out gpu_suite] [--models NAME ...] [--max-seconds 270]
+    python benchmarks/gpu_suite.py --device cpu --quick --models espcn fsrcnn --out /tmp/smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import srzoo
+from srzoo.bench import bench, device_name, precision_check
+from srzoo.tiling import auto_tile_size
+
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+@dataclass
+class Row:
+    """What the suite measured for one model."""
+
+    model: str
+    family: str
+    scale: int
+    ms_per_mpix: dict[str, float | None]
+    verdicts: dict[str, str]
+    psnr_db: dict[str, float | None]
+    compile_speedup: float | None
+    compile_s: float | None
+    auto_tile: int | None
+    peak_memory_mib: float | None
+    errors: list[str]
+
+
+def representatives() -> list[str]:
+    """One model per family: the one named as the family, else the first in sorted order."""
+    chosen: dict[str, str] = {}
+    for name in srzoo.list_models():
+        family = srzoo.model_info(name).family
+        if family not in chosen or name == family:
+            chosen[family] = name
+    return sorted(chosen.values())
+
+
+def measure(name: str, *, device: str, quick: bool) -> Row:
+    """Every measurement of one model; a failing step is recorded, not fatal."""
+    spec = srzoo.model_info(name)
+    size = 32 if quick else 512
+    runs, warmup = (1, 1) if quick else (5, 2)
+    errors: list[str] = []
+    ms: dict[str, float | None] = {}
+    peak = None
+    for dtype in DTYPES:
+        try:
+            r = bench(name, size=size, dtype=dtype, device=device, runs=runs, warmup=warmup)
+            ms[dtype] = r.ms_per_image / (size * size / 1e6)
+            if dtype == "float32":
+                peak = r.peak_memory_mib
+        except Exception as error:  # out of memory, an unsupported kernel: note it, go on
+            ms[dtype] = None
+            errors.append(f"{dtype}: {type(error).__name__}: {error}"[:200])
+    torch.manual_seed(0)
+    model = srzoo.load(name, weights=None, device=device)
+    channels = 1 if spec.colour == "y" else 3
+    crop = 32 if quick else 128
+    g = torch.Generator().manual_seed(0)
+    images = [torch.rand(1, channels, crop, crop, generator=g)]
+    verdicts: dict[str, str] = {}
+    psnr: dict[str, float | None] = {}
+    for dtype in DTYPES[1:]:
+        try:
+            v = precision_check(model, images, dtype=dtype, note="seeded random weights")
+            verdicts[dtype], psnr[dtype] = v.verdict, v.psnr_db
+        except Exception as error:
+            verdicts[dtype], psnr[dtype] = "error", None
+            errors.append(f"precision {dtype}: {type(error).__name__}: {error}"[:200])
+    tile = None
+    if not quick:  # the probe is cheap, but on a CPU "free memory" says little
+        try:
+            tile = auto_tile_size(
+                model,
+                channels=channels,
+                size_multiple=spec.size_multiple,
+                device=device,
+            )
+        except Exception as error:
+            errors.append(f"auto tile: {type(error).__name__}: {error}"[:200])
+    del model
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    return Row(
+        model=name,
+        family=spec.family,
+        scale=spec.scale,
+        ms_per_mpix=ms,
+        verdicts=verdicts,
+        psnr_db=psnr,
+        compile_speedup=None,
+        compile_s=None,
+        auto_tile=tile,
+        peak_memory_mib=peak,
+        errors=errors,
+    )
+
+
+def add_compile(row: Row, *, device: str, quick: bool) -> None:
+    """The float32 speed-up of ``torch.compile`` (inductor; eager when quick) and its time."""
+    size = 32 if quick else 512
+    runs, warmup = (1, 1) if quick else (5, 2)
+    compile_arg: Any = {"backend": "eager"} if quick else True
+    torch.compiler.reset()
+    try:
+        r = bench(
+            row.model, size=size, device=device, runs=runs, warmup=warmup, compile=compile_arg
+        )
+    except Exception as error:
+        row.errors.append(f"compile: {type(error).__name__}: {error}"[:200])
+        return
+    row.compile_s = r.compile_s
+    eager = row.ms_per_mpix["float32"]
+    if eager is not None:
+        row.compile_speedup = eager / (r.ms_per_image / (size * size / 1e6))
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def markdown(rows: list[Row], card: str, size: int) -> str:
+    """The table of one run."""
+    lines = [
+        f"Measured on {card}, torch {torch.__version__}, {size}x{size} input, random weights.",
+        "",
+        "| model | scale | fp32 ms/MP | fp16 ms/MP | bf16 ms/MP | fp16 | bf16 | compile speed-up "
+        "| compile s | auto tile | peak MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        verdict = {
+            d: f"{r.verdicts.get(d, '-')} ({_num(r.psnr_db.get(d), '.1f')} dB)" for d in DTYPES[1:]
+        }
+        lines.append(
+            f"| `{r.model}` | x{r.scale} | {_num(r.ms_per_mpix['float32'], '.1f')} "
+            f"| {_num(r.ms_per_mpix['float16'], '.1f')} | {_num(r.ms_per_mpix['bfloat16'], '.1f')} "
+            f"| {verdict['float16']} | {verdict['bfloat16']} "
+            f"| {_num(r.compile_speedup, '.2f')} | {_num(r.compile_s, '.1f')} "
+            f"| {_num(r.auto_tile, 'd')} | {_num(r.peak_memory_mib, '.0f')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--models", nargs="*", help="default: one model per family")
+    parser.add_argument("--out", type=Path, default=Path("gpu_suite"), help="path without suffix")
+    parser.add_argument("--quick", action="store_true", help="smoke run: tiny inputs, eager")
+    parser.add_argument("--max-seconds", type=float, default=270.0)
+    args = parser.parse_args(argv)
+    names = args.models or representatives()
+    card = device_name(args.device)
+    start = time.perf_counter()
+    rows: list[Row] = []
+    # Cheap measurements of every family first, then compilation (tens of seconds each with
+    # inductor) for as many as the remaining time allows, in the same order.
+    for name in names:
+        if time.perf_counter() - start > args.max_seconds / 2:
+            print(f"time budget spent: {len(names) - len(rows)} models left out", flush=True)
+            break
+        t0 = time.perf_counter()
+        rows.append(measure(name, device=args.device, quick=args.quick))
+        print(f"{name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+    for row in rows:
+        if time.perf_counter() - start > args.max_seconds:
+            print("time budget spent: compilation measured for part of the models", flush=True)
+            break
+        t0 = time.perf_counter()
+        add_compile(row, device=args.device, quick=args.quick)
+        print(f"{row.model} compiled: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    size = 32 if args.quick else 512
+    result = {
+        "card": card,
+        "torch": torch.__version__,
+        "size": size,
+        "quick": args.quick,
+        "seconds": round(time.perf_counter() - start, 1),
+        "rows": [asdict(r) for r in rows],
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
+    table = markdown(rows, card, size)
+    args.out.with_suffix(".md").write_text(table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
