@@ -40,14 +40,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from safetensors.torch import load_file, save_file
 
 import srzoo
-from srzoo.metrics import imresize, psnr
+from srzoo.data import augment_pair, list_images, lr_from_hr, random_crop_pair, read_rgb
+from srzoo.train import psnr_on, seed_everything
 
 # Runs last hours in the background: show progress as it happens, not when a buffer fills.
 print = functools.partial(print, flush=True)
@@ -62,30 +61,13 @@ SUFFIXES = (".png", ".webp")
 Pair = tuple[torch.Tensor, torch.Tensor]  # (LR, HR), uint8 (3, H, W) on the training device
 
 
-def list_images(root: Path) -> list[Path]:
-    """Every image under ``root``, ordered by path without suffix (same order for .png/.webp)."""
-    files = [p for p in root.rglob("*") if p.suffix.lower() in SUFFIXES]
-    return sorted(files, key=lambda p: p.relative_to(root).with_suffix("").as_posix())
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
-
-
 def make_pairs(files: list[Path], scale: int, device: torch.device) -> list[Pair]:
     """HR cropped to a multiple of ``scale`` and its LR by srzoo's MATLAB-exact ``imresize``.
 
     uint8 tensors resize in float64 with MATLAB's per-pass rounding on any device, so the LR
     images are the same on a CPU and a GPU.
     """
-    pairs = []
-    for f in files:
-        hr_np = read_rgb(f)
-        h, w = hr_np.shape[0] - hr_np.shape[0] % scale, hr_np.shape[1] - hr_np.shape[1] % scale
-        hr = torch.from_numpy(hr_np[:h, :w]).permute(2, 0, 1).contiguous().to(device)
-        pairs.append((imresize(hr, scale=1.0 / scale), hr))
-    return pairs
+    return [lr_from_hr(read_rgb(f).to(device), scale) for f in files]
 
 
 def sample_batch(
@@ -95,34 +77,14 @@ def sample_batch(
     lrs, hrs = [], []
     for _ in range(batch):
         lr, hr = pairs[rng.randrange(len(pairs))]
-        y = rng.randrange(lr.shape[1] - patch + 1)
-        x = rng.randrange(lr.shape[2] - patch + 1)
-        lp = lr[:, y : y + patch, x : x + patch]
-        hp = hr[:, y * scale : (y + patch) * scale, x * scale : (x + patch) * scale]
-        k = rng.randrange(4)
-        flip = rng.random() < 0.5
-        lp, hp = torch.rot90(lp, k, (1, 2)), torch.rot90(hp, k, (1, 2))
-        if flip:
-            lp, hp = lp.flip(2), hp.flip(2)
+        lp, hp = random_crop_pair(lr, hr, patch_size=patch, scale=scale, rng=rng)
+        lp, hp = augment_pair(lp, hp, rng)
         lrs.append(lp)
         hrs.append(hp)
     return torch.stack(lrs).float() / 255.0, torch.stack(hrs).float() / 255.0
 
 
-@torch.no_grad()
-def validate(model: torch.nn.Module, pairs: list[Pair], scale: int) -> float:
-    model.eval()
-    scores = []
-    for lr, hr in pairs:
-        sr = model(lr[None].float() / 255.0).clamp(0, 1).mul(255).round().byte()[0]
-        sr_np = sr.permute(1, 2, 0).cpu().numpy()
-        hr_np = hr.permute(1, 2, 0).cpu().numpy()[: sr_np.shape[0], : sr_np.shape[1]]
-        scores.append(psnr(sr_np, hr_np, crop_border=scale, y_channel=True))
-    model.train()
-    return float(np.mean(scores))
-
-
-LOSSES = {"l1": F.l1_loss, "l2": F.mse_loss}
+LOSSES = {"l1": srzoo.losses.L1(), "l2": F.mse_loss}
 
 
 def train_step(
@@ -197,9 +159,7 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
+    seed_everything(args.seed)
     rng = random.Random(args.seed)
 
     device = torch.device(args.device)
@@ -207,7 +167,7 @@ def main() -> None:
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    files = list_images(args.data)
+    files = list_images(args.data, suffixes=SUFFIXES)
     if not files:
         raise SystemExit(f"no training images under {args.data}")
     val_files = files[:: max(1, len(files) // N_VAL)][:N_VAL]
@@ -284,7 +244,7 @@ def main() -> None:
         loss_sum = loss_sum + train_step(model, opt, *batch, args.loss)
         sched.step()
         if it % args.val_every == 0 or it == args.iters:
-            val = validate(model, val_pairs, args.scale)
+            val = psnr_on(model, val_pairs, scale=args.scale)
             elapsed = time.time() - train_start
             mean_loss = loss_sum.item() / (it - last)
             history.append({"iter": it, "loss": mean_loss, "val_psnr_y": val, "s": elapsed})
