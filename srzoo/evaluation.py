@@ -13,6 +13,7 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,32 @@ class EvalResult:
         else:
             out.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
         return out
+
+    def _summary(self) -> str:
+        space = "Y" if self.y_channel else "RGB"
+        return (
+            f"x{self.scale}, {len(self.images)} images, {space}, {self.crop_border}-pixel border "
+            f"cropped: PSNR {self.psnr:.4f} dB, SSIM {self.ssim:.4f}"
+        )
+
+    def _repr_markdown_(self) -> str:
+        """The mean and per-image scores as a Markdown table, for notebooks (Jupyter calls this)."""
+        lines = [f"**{self._summary()}**", "", "| image | PSNR (dB) | SSIM |", "|---|---:|---:|"]
+        for i in self.images:
+            name = i.name.replace("|", "\\|")
+            lines.append(f"| {name} | {i.psnr:.4f} | {i.ssim:.4f} |")
+        lines.append(f"| **mean** | **{self.psnr:.4f}** | **{self.ssim:.4f}** |")
+        return "\n".join(lines) + "\n"
+
+    def _repr_html_(self) -> str:
+        """The mean and per-image scores as an HTML table, for notebooks (Jupyter calls this)."""
+        rows = "".join(
+            f"<tr><td>{escape(i.name)}</td><td>{i.psnr:.4f}</td><td>{i.ssim:.4f}</td></tr>"
+            for i in self.images
+        )
+        mean = f"<tr><th>mean</th><th>{self.psnr:.4f}</th><th>{self.ssim:.4f}</th></tr>"
+        head = "<tr><th>image</th><th>PSNR (dB)</th><th>SSIM</th></tr>"
+        return f"<p><b>{escape(self._summary())}</b></p><table>{head}{rows}{mean}</table>"
 
 
 def _images(folder: Path) -> list[Path]:
