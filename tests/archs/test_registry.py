@@ -48,11 +48,23 @@ FAMILIES = sorted(m.name for m in pkgutil.iter_modules(srzoo.archs.__path__) if 
 
 TESTS = Path(__file__).resolve().parent
 
-# The window-attention families: capturing their tiny configurations and walking a gradient through
+# The attention families: capturing their tiny configurations and walking a gradient through
 # the paper's depth take tens of seconds per name on two cores, so those two registry-wide checks
 # run with the slow tests for them; each family's own test file captures it at two sizes (and
-# checks for graph breaks) in the default run.
-ATTENTION = {"swinir", "swin2sr", "hat", "dat", "drct", "atd", "rgt", "srformer", "omnisr", "ditn"}
+# checks for graph breaks), in the default run except DCTLSA's (six fixed blocks: minutes).
+ATTENTION = {
+    "swinir",
+    "swin2sr",
+    "hat",
+    "dat",
+    "drct",
+    "atd",
+    "rgt",
+    "srformer",
+    "omnisr",
+    "ditn",
+    "dctlsa",
+}
 
 
 def _heavy_slow(names: list[str]) -> list[Any]:
@@ -60,6 +72,19 @@ def _heavy_slow(names: list[str]) -> list[Any]:
         pytest.param(n, marks=pytest.mark.slow) if srzoo.model_info(n).family in ATTENTION else n
         for n in names
     ]
+
+
+def _one_per_family(names: list[str]) -> list[Any]:
+    # Compiling costs seconds per name: the default run captures the first name of each family
+    # (the variants of a family run the same code), the slow run every name.
+    seen: set[str] = set()
+    params: list[Any] = []
+    for n in names:
+        family = srzoo.model_info(n).family
+        heavy = family in ATTENTION or family in seen
+        seen.add(family)
+        params.append(pytest.param(n, marks=pytest.mark.slow) if heavy else n)
+    return params
 
 
 def _channels(name: str) -> int:
@@ -147,7 +172,7 @@ def test_gradients_reach_every_parameter(name: str) -> None:
     check_gradients(model, channels=_channels(name))
 
 
-@pytest.mark.parametrize("name", _heavy_slow(sorted(BUILTIN)))
+@pytest.mark.parametrize("name", _one_per_family(sorted(BUILTIN)))
 def test_fullgraph_compile(name: str) -> None:
     model = randomize_(srzoo.create(name, None, **TINY[name]))
     check_compiles(model, channels=_channels(name))
@@ -272,7 +297,11 @@ def _measured_radius(name: str, scale: int, overrides: dict[str, Any], declared:
 # are measured at their TINY depth, which runs through the same arithmetic of the constructor.
 _MEASURABLE = 128
 MEASURED = [
-    (n, s, config)
+    # The paper's depth at the model's default scale in the default run; at its other scales
+    # (the same blocks, another upsampler) with the slow tests.
+    pytest.param(n, s, config, marks=pytest.mark.slow)
+    if config == "narrow" and s != srzoo.model_info(n).scale
+    else (n, s, config)
     for n, s in ALL_SCALES
     if n in LOCAL
     for config in ("narrow", "tiny")
