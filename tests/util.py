@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +200,24 @@ def check_compiles(model: nn.Module, channels: int = 3) -> None:
     with torch.no_grad():
         torch.testing.assert_close(compiled(x), model(x), atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(compiled(x[0]), model(x[0]), atol=1e-5, rtol=1e-5)
+
+
+def assert_no_graph_breaks(
+    model: nn.Module,
+    sizes: Sequence[tuple[int, int]],
+    *,
+    channels: int = 3,
+    one_graph: bool = True,
+) -> None:
+    """``torch._dynamo.explain`` finds no graph break at each input size (and, with
+    ``one_graph``, captures forward as a single graph), from a fresh compiler cache each time."""
+    for size in sizes:
+        torch._dynamo.reset()
+        with torch.no_grad():
+            explained = torch._dynamo.explain(model)(torch.rand(1, channels, *size))
+        assert explained.graph_break_count == 0, explained.break_reasons
+        if one_graph:
+            assert explained.graph_count == 1
 
 
 # HAT's variants differ only in width and depth, so one tiny configuration serves all four.

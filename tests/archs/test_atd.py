@@ -21,7 +21,7 @@ from srzoo.archs.atd import ATD, convert_atd, detect_atd, symmetric_pad
 from srzoo.errors import ArgumentError, IncompatibleWeightsError
 from srzoo.registry import Shapes
 
-from ..util import TINY, assert_loads_correctly, randomize_
+from ..util import TINY, assert_loads_correctly, assert_no_graph_breaks, randomize_
 
 NAMES = ("atd", "atd-light")
 StateDict = dict[str, torch.Tensor]
@@ -326,11 +326,7 @@ def _tiny(name: str = "atd", scale: int = 2, **overrides: Any) -> nn.Module:
 
 def test_fullgraph_capture_without_graph_breaks_at_two_sizes() -> None:
     model = _tiny()
-    for size in ((13, 11), (16, 24)):
-        torch._dynamo.reset()
-        explanation = torch._dynamo.explain(model)(torch.rand(1, 3, *size))
-        assert explanation.graph_break_count == 0, explanation.break_reasons
-        assert explanation.graph_count == 1
+    assert_no_graph_breaks(model, ((13, 11), (16, 24)))
 
 
 def test_bfloat16_forward_is_finite_and_close() -> None:

@@ -19,7 +19,7 @@ from srzoo.archs.dctlsa import DCTLSA, detect_dctlsa
 from srzoo.errors import ArgumentError
 from srzoo.registry import Shapes
 
-from ..util import DATA, NARROW, TINY, assert_loads_correctly, randomize_
+from ..util import DATA, NARROW, TINY, assert_loads_correctly, assert_no_graph_breaks, randomize_
 
 SIZES = [(13, 11), (16, 16), (20, 35)]  # off, on, and across the 16x16 windows
 
@@ -162,12 +162,7 @@ def _tiny(scale: int = 2) -> nn.Module:
 
 def _explain(sizes: tuple[tuple[int, int], ...]) -> None:
     model = _tiny()
-    for size in sizes:
-        torch._dynamo.reset()
-        with torch.no_grad():
-            explained = torch._dynamo.explain(model)(torch.rand(1, 3, *size))
-        assert explained.graph_break_count == 0, explained.break_reasons
-        assert explained.graph_count == 1
+    assert_no_graph_breaks(model, sizes)
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ from srzoo.archs.ditn import DITN, detect_ditn
 from srzoo.errors import ArgumentError
 from srzoo.registry import Shapes
 
-from ..util import NARROW, TINY, assert_loads_correctly, randomize_
+from ..util import NARROW, TINY, assert_loads_correctly, assert_no_graph_breaks, randomize_
 
 SIZES = [(13, 11), (16, 16)]  # off and on the grid of 8
 
@@ -159,12 +159,7 @@ def _tiny(scale: int = 2) -> nn.Module:
 
 def test_no_graph_breaks_at_two_sizes() -> None:
     model = _tiny()
-    for size in ((16, 16), (13, 21)):
-        torch._dynamo.reset()
-        with torch.no_grad():
-            explained = torch._dynamo.explain(model)(torch.rand(1, 3, *size))
-        assert explained.graph_break_count == 0, explained.break_reasons
-        assert explained.graph_count == 1
+    assert_no_graph_breaks(model, ((16, 16), (13, 21)))
 
 
 def test_bfloat16_forward() -> None:

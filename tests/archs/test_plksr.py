@@ -18,7 +18,7 @@ from srzoo.archs.plksr import PLKSR, RealPLKSR, detect_plksr
 from srzoo.errors import ArgumentError
 from srzoo.registry import Shapes
 
-from ..util import NARROW, TINY, assert_loads_correctly, randomize_
+from ..util import NARROW, TINY, assert_loads_correctly, assert_no_graph_breaks, randomize_
 
 
 def _ref(**config: Any) -> nn.Module:
@@ -295,11 +295,7 @@ def test_compiles_without_graph_breaks_at_two_sizes(
     cls: type[nn.Module], config: dict[str, Any]
 ) -> None:
     model = randomize_(cls(scale=2, **config)).eval()
-    torch._dynamo.reset()
-    for size in ((8, 8), (7, 5)):
-        with torch.no_grad():
-            explained = torch._dynamo.explain(model)(torch.rand(1, 3, *size))
-        assert explained.graph_break_count == 0, explained.break_reasons
+    assert_no_graph_breaks(model, ((8, 8), (7, 5)), one_graph=False)
 
 
 @pytest.mark.parametrize("cls", [PLKSR, RealPLKSR])

@@ -18,7 +18,7 @@ from srzoo.archs.realcugan import UpCunet, detect_realcugan
 from srzoo.errors import ArgumentError
 from srzoo.registry import Shapes
 
-from ..util import assert_loads_correctly, randomize_
+from ..util import assert_loads_correctly, assert_no_graph_breaks, randomize_
 
 
 def _ref(scale: int, *, fast: bool = False, **config: Any) -> nn.Module:
@@ -199,11 +199,7 @@ def test_bad_configurations_are_refused() -> None:
 @pytest.mark.parametrize(("scale", "fast"), [(3, False), pytest.param(2, True, marks=_SLOW)])
 def test_compiles_without_graph_breaks_at_two_sizes(scale: int, fast: bool) -> None:
     model = randomize_(UpCunet(scale=scale, fast=fast)).eval()
-    torch._dynamo.reset()
-    for size in ((8, 8), (7, 5)):
-        with torch.no_grad():
-            explained = torch._dynamo.explain(model)(torch.rand(1, 3, *size))
-        assert explained.graph_break_count == 0, explained.break_reasons
+    assert_no_graph_breaks(model, ((8, 8), (7, 5)), one_graph=False)
 
 
 def test_bfloat16_forward_is_finite_and_close() -> None:

@@ -17,7 +17,7 @@ from torch import nn
 import srzoo
 from srzoo.archs.rgt import RGT, convert_rgt, recursion_steps
 
-from ..util import assert_loads_correctly, randomize_
+from ..util import assert_loads_correctly, assert_no_graph_breaks, randomize_
 
 NAMES = ("rgt", "rgt-s")
 
@@ -293,13 +293,7 @@ def _tiny() -> RGT:
 
 def test_compiles_without_graph_breaks_at_two_sizes() -> None:
     model = _tiny()
-    torch._dynamo.reset()
-    for size in ((13, 11), (16, 16)):
-        x = torch.rand(1, 3, *size)
-        with torch.no_grad():
-            explanation = torch._dynamo.explain(model)(x)
-        assert explanation.graph_break_count == 0, explanation.break_reasons
-        assert explanation.graph_count == 1
+    assert_no_graph_breaks(model, ((13, 11), (16, 16)))
 
 
 def test_bfloat16_forward_is_finite_and_close_to_float32() -> None:

@@ -18,7 +18,7 @@ import srzoo
 from srzoo.archs.srformer import SRFormer, convert_srformer
 from srzoo.errors import ArgumentError
 
-from ..util import NARROW, TINY, assert_loads_correctly, randomize_
+from ..util import NARROW, TINY, assert_loads_correctly, assert_no_graph_breaks, randomize_
 from .reference_srformer import SRFormer as Reference
 
 NAMES = ["srformer", "srformer-light"]
@@ -271,12 +271,7 @@ def _tiny(name: str = "srformer", scale: int = 2) -> nn.Module:
 
 def test_no_graph_breaks_at_two_sizes() -> None:
     model = _tiny()
-    for size in ((12, 12), (13, 21)):
-        torch._dynamo.reset()
-        with torch.no_grad():
-            explained = torch._dynamo.explain(model)(torch.rand(1, 3, *size))
-        assert explained.graph_break_count == 0, explained.break_reasons
-        assert explained.graph_count == 1
+    assert_no_graph_breaks(model, ((12, 12), (13, 21)))
 
 
 def test_bfloat16_forward() -> None:

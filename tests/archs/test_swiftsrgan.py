@@ -17,7 +17,7 @@ from srzoo.archs.swiftsrgan import SwiftSRGAN, detect_swiftsrgan
 from srzoo.errors import ArgumentError
 from srzoo.registry import Shapes
 
-from ..util import NARROW, TINY, assert_loads_correctly, randomize_
+from ..util import NARROW, TINY, assert_loads_correctly, assert_no_graph_breaks, randomize_
 
 
 def _ref(**config: Any) -> nn.Module:
@@ -182,10 +182,7 @@ def test_narrow_entry_keeps_the_paper_depth() -> None:
 
 def test_compiles_without_graph_breaks_at_two_sizes() -> None:
     model = randomize_(SwiftSRGAN(scale=2, **TINY["swiftsrgan"])).eval()
-    torch._dynamo.reset()
-    for size in ((8, 8), (7, 5)):
-        explained = torch._dynamo.explain(model)(torch.rand(1, 3, *size))
-        assert explained.graph_break_count == 0, explained.break_reasons
+    assert_no_graph_breaks(model, ((8, 8), (7, 5)), one_graph=False)
 
 
 def test_bfloat16_forward_is_finite_and_close() -> None:
