@@ -380,6 +380,16 @@ TINY: dict[str, dict[str, Any]] = {
     "srformer": {"embed_dim": 8, "depths": (3, 2), "num_heads": (2, 2), "num_feat": 8},
     "srformer-light": {"embed_dim": 8, "depths": (3, 2), "num_heads": (2, 2)},
     # TINY:srformer
+    # TINY:craft
+    # TINY:grl
+    # TINY:seemore
+    # TINY:mosr
+    # TINY:moesr
+    # TINY:safmnbcie
+    # TINY:fdat
+    # TINY:mmrealsr
+    # TINY:aurasr
+    # TINY:ipt
 }
 
 
@@ -481,4 +491,14 @@ NARROW: dict[str, dict[str, Any]] = {
     "srformer": {"embed_dim": 12, "num_feat": 4},  # a multiple of 4 (the 2x2 fold) and 6 heads
     "srformer-light": {"embed_dim": 12},
     # NARROW:srformer
+    # NARROW:craft
+    # NARROW:grl
+    # NARROW:seemore
+    # NARROW:mosr
+    # NARROW:moesr
+    # NARROW:safmnbcie
+    # NARROW:fdat
+    # NARROW:mmrealsr
+    # NARROW:aurasr
+    # NARROW:ipt
 }
