@@ -48,10 +48,11 @@ FAMILIES = sorted(m.name for m in pkgutil.iter_modules(srzoo.archs.__path__) if 
 
 TESTS = Path(__file__).resolve().parent
 
-# The attention families (and the other heavy ones: MMRealSR, AuraSR): capturing their tiny configurations and walking a gradient through
-# the paper's depth take tens of seconds per name on two cores, so those two registry-wide checks
-# run with the slow tests for them; each family's own test file captures it at two sizes (and
-# checks for graph breaks), in the default run except DCTLSA's (six fixed blocks: minutes).
+# The attention families and the other heavy networks (MMRealSR, AuraSR): capturing their tiny
+# configurations and walking a gradient through the paper's depth take tens of seconds per name
+# on two cores, so those two registry-wide checks run with the slow tests for them; each family's
+# own test file captures it at two sizes (and checks for graph breaks), in the default run except
+# DCTLSA's (six fixed blocks: minutes).
 ATTENTION = {
     "swinir",
     "swin2sr",
