@@ -466,12 +466,21 @@ class DistillationNet(nn.Module):
             Features ``(N, nf, H, W)``.
         """
         fea = self.fea_conv(x)
-        outs: list[torch.Tensor] = []
-        h = fea
-        for name in self.block_names:
-            h = getattr(self, name)(h)
-            outs.append(h)
-        return self.LR_conv(self.c(torch.cat(outs, dim=1))) + fea
+        # ``c`` fuses the concatenated block outputs with a 1x1 convolution, which is the sum of
+        # 1x1 convolutions over each block's slice of channels. Summing as the blocks run keeps
+        # one block output alive instead of all of them and their concatenation: on a 256x256
+        # tile of IMDN that is 100 MB less at the peak and no 100 MB copy, for the same result to
+        # float rounding (about 1e-7 relative).
+        fuse, act = self.c[0], self.c[1]
+        assert isinstance(fuse, nn.Conv2d)
+        slices = fuse.weight.chunk(len(self.block_names), dim=1)
+        blocks = [getattr(self, name) for name in self.block_names]
+        h = blocks[0](fea)
+        fused = F.conv2d(h, slices[0], fuse.bias)
+        for block, weight in zip(blocks[1:], slices[1:], strict=True):
+            h = block(h)
+            fused = fused.add_(F.conv2d(h, weight))
+        return self.LR_conv(act(fused)) + fea
 
     @image_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
