@@ -37,6 +37,7 @@ __all__ = [
     "drop_path",
     "image_mean",
     "init_transformer_weights",
+    "merge_heads",
     "residual_conv",
     "to_image",
     "to_tokens",
@@ -55,6 +56,18 @@ def to_image(x: torch.Tensor) -> torch.Tensor:
 def to_tokens(x: torch.Tensor) -> torch.Tensor:
     """``(B, C, H, W)`` image as ``(B, H, W, C)`` tokens (a view; free for channels-last)."""
     return x.permute(0, 2, 3, 1)
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """Attention output ``(B, heads, N, d)`` as tokens ``(B, N, heads * d)``, contiguous.
+
+    An explicit copy, where ``transpose(...).reshape(...)`` would copy anyway on the CPU (the
+    attention kernels return ``(B, heads, N, d)`` in memory): a reshape traced while the kernel's
+    output happened to be laid out as ``(B, N, heads, d)`` becomes a view, which ONNX export's
+    decomposition into plain matrix products cannot take under a free input size.
+    """
+    b, heads, n, d = x.shape
+    return x.transpose(1, 2).clone(memory_format=torch.contiguous_format).view(b, n, heads * d)
 
 
 def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:

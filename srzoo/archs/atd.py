@@ -81,6 +81,7 @@ from ._transformer import (
     PatchEmbed,
     ReconstructionHead,
     init_transformer_weights,
+    merge_heads,
     residual_conv,
     to_image,
     to_tokens,
@@ -200,7 +201,7 @@ class WindowAttention(nn.Module):
                 for i in range(batch)
             ]
             out = parts[0] if batch == 1 else torch.cat(parts)
-        return self.proj(out.transpose(1, 2).reshape(b, n, c))
+        return self.proj(merge_heads(out))
 
 
 class ATD_CA(nn.Module):
@@ -266,7 +267,7 @@ class AC_MSA(nn.Module):
         # Plain dot products scaled by a learned temperature (at most 100).
         scale = self.logit_scale.clamp(max=math.log(100.0)).exp()
         out = F.scaled_dot_product_attention(q * scale.to(q.dtype), k, v, scale=1.0)
-        out = out.transpose(1, 2).reshape(b, ng * gs, c)[:, :n]
+        out = merge_heads(out).view(b, ng * gs, c)[:, :n]
         unsorted = torch.empty_like(out).scatter(1, order.unsqueeze(-1).expand(b, n, c), out)
         return self.proj(unsorted)
 

@@ -61,6 +61,7 @@ from ._transformer import (
     drop_path,
     image_mean,
     init_transformer_weights,
+    merge_heads,
     residual_conv,
     to_image,
     to_tokens,
@@ -181,7 +182,7 @@ class SpatialAttention(nn.Module):
         # (B * windows, heads, N, d) -> (B, windows * N, C), then back to the image's tokens
         # (shift undone, padding dropped) with the inverse gather.
         out = out.reshape(-1, self.num_heads, n, head_dim)  # undo any folding
-        out = out.transpose(1, 2).reshape(b, -1, tokens.shape[-1])
+        out = merge_heads(out).view(b, -1, tokens.shape[-1])
         return out.index_select(1, scatter)
 
 

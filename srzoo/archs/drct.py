@@ -74,6 +74,7 @@ from ._transformer import (
     PatchEmbed,
     ReconstructionHead,
     init_transformer_weights,
+    merge_heads,
     to_image,
     to_tokens,
 )
@@ -181,7 +182,7 @@ class WindowAttention(nn.Module):
                 for i in range(batch)
             ]
             out = parts[0] if batch == 1 else torch.cat(parts)
-        return self.proj(out.transpose(1, 2).reshape(b, n, c))
+        return self.proj(merge_heads(out))
 
 
 class SwinTransformerBlock(nn.Module):

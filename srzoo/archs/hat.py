@@ -56,6 +56,7 @@ from ._transformer import (
     PatchEmbed,
     ReconstructionHead,
     init_transformer_weights,
+    merge_heads,
     to_image,
     to_tokens,
 )
@@ -199,8 +200,7 @@ def _heads(x: torch.Tensor, parts: int, heads: int) -> tuple[torch.Tensor, ...]:
 
 def _merge_heads(x: torch.Tensor) -> torch.Tensor:
     """``(B, heads, N, d)`` -> ``(B, N, heads * d)``."""
-    b, h, n, d = x.shape
-    return x.transpose(1, 2).reshape(b, n, h * d)
+    return merge_heads(x)
 
 
 class WindowAttention(nn.Module):

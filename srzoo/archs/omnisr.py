@@ -73,6 +73,7 @@ from ..registry import (
     shuffle_split,
 )
 from ._blocks import image_forward
+from ._transformer import merge_heads
 from ._window import relative_position_index, window_partition, window_reverse
 
 __all__ = [
@@ -167,7 +168,7 @@ class _Attention(nn.Module):
             # A stride-0 expansion keeps SDPA on its fused CPU kernel.
             mask = bias.unsqueeze(0).expand(windows, -1, -1, -1)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)
-        out_tokens: torch.Tensor = self.to_out(out.transpose(1, 2).reshape(windows, n, c))
+        out_tokens: torch.Tensor = self.to_out(merge_heads(out))
         return out_tokens
 
 

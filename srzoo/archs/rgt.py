@@ -80,6 +80,7 @@ from ._transformer import (
     ToTokens,
     image_mean,
     init_transformer_weights,
+    merge_heads,
     residual_conv,
     to_image,
     to_tokens,
@@ -326,7 +327,7 @@ class RGSA(nn.Module):
         v = v + to_tokens(self.cpe(to_image(v.view(b, hs, ws, c)))).reshape(b, hs * ws, c)
         v = v.view(b, hs * ws, heads, -1).transpose(1, 2)
         out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
-        return self.proj(out.transpose(1, 2).reshape(b, h, w, c))
+        return self.proj(merge_heads(out).view(b, h, w, c))
 
 
 class _Gate(nn.Module):

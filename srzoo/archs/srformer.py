@@ -100,6 +100,7 @@ from ._transformer import (
     ReconstructionHead,
     ResiConnection,
     init_transformer_weights,
+    merge_heads,
     residual_conv,
     to_image,
     to_tokens,
@@ -255,7 +256,7 @@ class PSA(nn.Module):
             attn_mask = combined.unsqueeze(0).expand(windows // n_win, -1, -1, -1, -1)
             attn_mask = attn_mask.reshape(windows, heads, n, n // 4)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=self.scale)
-        return self.proj(out.transpose(1, 2).reshape(windows, n, c))
+        return self.proj(merge_heads(out))
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, window_size={self.window_size}, num_heads={self.num_heads}"

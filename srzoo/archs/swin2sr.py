@@ -57,7 +57,7 @@ from ..registry import (
     shuffle_factor,
 )
 from ._blocks import DIV2K_RGB_MEAN, Upsampler, image_forward, pixel_shuffle_head, shuffle_factors
-from ._transformer import Mlp, residual_conv, to_image, to_tokens
+from ._transformer import Mlp, merge_heads, residual_conv, to_image, to_tokens
 from ._window import (
     pad_to_multiple,
     relative_position_index,
@@ -256,7 +256,7 @@ class WindowAttentionV2(nn.Module):
             attn_mask=mask,
             scale=1.0,
         )
-        return self.proj(out.transpose(1, 2).reshape(bn, n, c))
+        return self.proj(merge_heads(out))
 
 
 class SwinV2Block(nn.Module):

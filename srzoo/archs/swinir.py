@@ -96,6 +96,7 @@ from ._transformer import (
     ReconstructionHead,
     ResiConnection,
     init_transformer_weights,
+    merge_heads,
     residual_conv,
     to_image,
     to_tokens,
@@ -218,8 +219,7 @@ class WindowAttention(nn.Module):
             attn_mask = combined.unsqueeze(0).expand(windows // n_win, -1, -1, -1, -1)
             attn_mask = attn_mask.reshape(windows, heads, n, n)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=self.scale)
-        # contiguous() first: the same copy reshape makes, in a form ONNX export can trace.
-        return self.proj(out.transpose(1, 2).contiguous().reshape(windows, n, c))
+        return self.proj(merge_heads(out))
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, window_size={self.window_size}, num_heads={self.num_heads}"
