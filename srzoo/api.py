@@ -373,7 +373,7 @@ def _finish(
     if not allow_unsafe_dtype:
         check_precision(model)
     if channels_last:
-        model.to(memory_format=torch.channels_last)
+        _to_channels_last(model)
     model.eval()
     if fuse and isinstance(model, Fusable):
         # Last, so that the fused kernels are computed in the final device and dtype.
@@ -739,9 +739,18 @@ def load_weights_into(
         model.load_state_dict(typed, strict=strict)
         model.to(dtype=dtype)
         if channels_last:
-            model.to(memory_format=torch.channels_last)
+            _to_channels_last(model)
     _remember(model, spec, scale, overrides, weights=source)
     return model
+
+
+def _to_channels_last(model: nn.Module) -> None:
+    # Module.to(memory_format=...) also converts 5-D tensors, which channels-last refuses (the
+    # kernel banks of modulated convolutions): the 4-D ones only, as _prepare does for files.
+    with torch.no_grad():
+        for t in (*model.parameters(), *model.buffers()):
+            if t.dim() == 4:
+                t.data = t.data.contiguous(memory_format=torch.channels_last)
 
 
 def _prepare(t: torch.Tensor, dtype: torch.dtype, channels_last: bool) -> torch.Tensor:

@@ -380,15 +380,121 @@ TINY: dict[str, dict[str, Any]] = {
     "srformer": {"embed_dim": 8, "depths": (3, 2), "num_heads": (2, 2), "num_feat": 8},
     "srformer-light": {"embed_dim": 8, "depths": (3, 2), "num_heads": (2, 2)},
     # TINY:srformer
+    # CRAFT: one cross-refinement step (an unshifted and a shifted window block, HFERB, HFB);
+    # 64 features, so that the position-bias MLP is two units wide and its bias live (one unit,
+    # at 48, makes it a constant per head); 2x4 windows in a 4-pixel padding multiple.
+    "craft": {
+        "embed_dim": 64,
+        "depths": (1,),
+        "num_heads": (4,),
+        "split_size_0": 2,
+        "split_size_1": 4,
+        "window_size": 4,
+    },
     # TINY:craft
+    # GRL: stages of 4 and 1 blocks run every path (shifted and unshifted windows, row and
+    # column stripes, shifted stripes). GRL-B's channel attention has embed_dim // 18 hidden
+    # units, fed the image mean (alike for two random images): 108 features give six, so that
+    # some stay alive for the gradient check.
+    "grl": {
+        "embed_dim": 108,
+        "depths": (4, 1),
+        "num_heads_window": (2, 2),
+        "num_heads_stripe": (2, 2),
+        "window_size": 4,
+        "stripe_size": (4, 8),
+        "anchor_window_down_factor": 2,
+        "num_feat": 8,
+    },
+    "grl-small": {
+        "embed_dim": 8,
+        "depths": (4, 1),
+        "num_heads_window": (2, 2),
+        "num_heads_stripe": (2, 2),
+        "window_size": 4,
+        "stripe_size": (4, 8),
+        "anchor_window_down_factor": 2,
+        "num_feat": 8,
+    },
+    "grl-tiny": {
+        "embed_dim": 8,
+        "depths": (4, 1),
+        "num_heads_window": (2, 2),
+        "num_heads_stripe": (2, 2),
+        "window_size": 4,
+        "stripe_size": (4, 8),
+        "anchor_window_down_factor": 2,
+    },
     # TINY:grl
+    # SeemoRe: one group of 8 features; two experts both used (topk 2), so the router's
+    # weights vary and every expert gets a gradient; recursive 2 pads small inputs to 16.
+    "seemore": {"num_layers": 1, "embedding_dim": 8, "num_experts": 2, "topk": 2},
+    "seemore-b": {"num_layers": 1, "embedding_dim": 8, "num_experts": 2, "topk": 2},
+    "seemore-l": {"num_layers": 1, "embedding_dim": 8, "num_experts": 2, "topk": 2},
     # TINY:seemore
+    # MoSR: two gated blocks of 8 features, 3x3 depth-wise kernels (the sub-pixel head).
+    "mosr": {"n_block": 2, "dim": 8, "kernel_size": 3},
+    "mosr-t": {"n_block": 2, "dim": 8, "kernel_size": 3},
     # TINY:mosr
+    # MoESR2: one group of one gated block and the multi-scale gate, 8 features (one per
+    # Inception branch, two folded by the gate).
+    "moesr": {"dim": 8, "n_blocks": 1, "n_block": 1, "upsample_dim": 8},
     # TINY:moesr
+    "safmn-bcie": {"dim": 8, "n_blocks": 1, "num_layers": 1},  # two channels per pooling level
     # TINY:safmnbcie
+    # FDAT: one group of a window and a channel block, 4x4 windows (13x11 spans several), two
+    # channels in the channel gate; each variant keeps its own upsampler.
+    **{
+        name: {
+            "embed_dim": 8,
+            "num_groups": 1,
+            "depth_per_group": 1,
+            "num_heads": 2,
+            "window_size": 4,
+            "aim_reduction_ratio": 4,
+            "mid_dim": 8,
+        }
+        for name in ("fdat-tiny", "fdat-light", "fdat", "fdat-large", "fdat-xl")
+    },
     # TINY:fdat
+    # MM-RealSR: one RRDB and its modulation; an estimator with a stride-1 width change, a
+    # stride-2 convolution and a last stage.
+    "mmrealsr": {
+        "num_feat": 8,
+        "num_block": 1,
+        "num_grow_ch": 4,
+        "num_feats": (4, 8, 8),
+        "num_blocks": (1, 1, 1),
+        "downscales": (1, 2, 1),
+    },
     # TINY:mmrealsr
+    **{
+        name: {
+            "dim": 2,
+            "resnet_blocks": 1,
+            "full_attn": (False, True, False, True, True),
+            "attn_depths": (1, 1, 1, 1, 1),
+            "mid_attn_depth": 1,
+            "self_attn_heads": 2,
+            "self_attn_dim_head": 4,
+            "num_conv_kernels": 2,
+            "style_dim_in": 4,
+            "style_dim": 8,
+            "style_depth": 1,
+        }
+        for name in ("aurasr", "aurasr-v2")
+    },
     # TINY:aurasr
+    # IPT: one encoder and one decoder layer on 8x8 patches of 2x2 tokens, 4 features, 2 heads;
+    # all patches in one batch (test_ipt.py checks several batches against one).
+    "ipt": {
+        "n_feats": 4,
+        "patch_size": 8,
+        "patch_dim": 2,
+        "num_heads": 2,
+        "num_layers": 1,
+        "crop_batch_size": 4096,
+    },
     # TINY:ipt
 }
 
@@ -491,14 +597,40 @@ NARROW: dict[str, dict[str, Any]] = {
     "srformer": {"embed_dim": 12, "num_feat": 4},  # a multiple of 4 (the 2x2 fold) and 6 heads
     "srformer-light": {"embed_dim": 12},
     # NARROW:srformer
+    "craft": {"embed_dim": 36},  # six heads: the fewest features they divide from 32 up
     # NARROW:craft
+    "grl": {"embed_dim": 18, "num_feat": 4},  # 3 + 3 heads of 3; 18: the channel attention
+    "grl-small": {"embed_dim": 4, "num_feat": 4},  # 2 + 2 heads of one channel
+    "grl-tiny": {"embed_dim": 4},
     # NARROW:grl
+    "seemore": {"embedding_dim": 4},
+    "seemore-b": {"embedding_dim": 4},
+    "seemore-l": {"embedding_dim": 4},
     # NARROW:seemore
+    "mosr": {"dim": 8},  # hidden 12, all 8 channels under the depth-wise kernel
+    "mosr-t": {"dim": 8},
     # NARROW:mosr
+    "moesr": {"dim": 8, "upsample_dim": 8},  # the fewest the Inception mixer and the gate take
     # NARROW:moesr
+    "safmn-bcie": {"dim": 8},
     # NARROW:safmnbcie
+    # FDAT: the fewest features the heads and the channel gate's 8x reduction divide.
+    "fdat-tiny": {"embed_dim": 24, "mid_dim": 4},  # three heads
+    "fdat-light": {"embed_dim": 8, "mid_dim": 4},
+    "fdat": {"embed_dim": 8, "mid_dim": 4},
+    "fdat-large": {"embed_dim": 24, "mid_dim": 4},  # six heads
+    "fdat-xl": {"embed_dim": 24, "mid_dim": 4},
     # NARROW:fdat
+    # MM-RealSR: RRDBNet's one channel (LeakyReLU); the estimator's stages one channel (two last).
+    "mmrealsr": {"num_feat": 1, "num_grow_ch": 1, "num_feats": (1, 1, 1, 2)},
     # NARROW:mmrealsr
+    **{
+        name: {"dim": 2, "self_attn_dim_head": 2, "style_dim_in": 4, "style_dim": 8}
+        for name in ("aurasr", "aurasr-v2")
+    },
     # NARROW:aurasr
+    # 12 heads over 4 * 3 * 3 channels. A 72-pixel patch holds a whole 64x64 image, whose centre
+    # then attends to every corner; at the paper's 48 the chop's patches do not all reach them.
+    "ipt": {"n_feats": 4, "patch_size": 72},
     # NARROW:ipt
 }
