@@ -24,16 +24,16 @@ REPRESENTATIVES = {
     "srcnn": "MATLAB bicubic enlargement before the network",
     "realesrgan-x2plus": "padding to the fold, then pixel-unshuffle",
     "safmn": "max pooling to a grid that follows the image size",
+    "swinir": "shifted-window attention, masks and orders computed for the padded size",
 }
 
 # Families whose ONNX graph does not yet hold for free sizes, and why: export_onnx refuses them
 # with an ExportError carrying the exporter's or onnxruntime's reason; it never writes a file
 # that is wrong at another size. A family that starts exporting fails here: move it out.
-_WINDOWS = "the attention output does not view back into windows under symbolic shapes"
+_WINDOWS = "the window layout is traced for the example size: other sizes fail in onnxruntime"
 NO_FREE_SIZE = {
-    **dict.fromkeys(
-        ["swinir", "swin2sr", "hat", "dat", "drct", "atd", "rgt", "srformer", "omnisr"], _WINDOWS
-    ),
+    **dict.fromkeys(["hat", "dat", "drct", "rgt", "srformer", "omnisr"], _WINDOWS),
+    "atd": "its token grouping sorts, and ONNX export has no stable sort",
     "rfdn": "ESA's strided pooling is traced for the example size: smaller inputs fail",
     "rlfn": "ESA's strided pooling is traced for the example size: smaller inputs fail",
     "realcugan": "its reflect padding is traced for the example size: smaller inputs fail",

@@ -79,6 +79,15 @@ def shape_cached(maxsize: int = 64) -> Callable[[Callable[_P, _T]], Callable[_P,
     return decorate
 
 
+def _mod(t: torch.Tensor, m: int) -> torch.Tensor:
+    """``t % m`` (floor semantics) for a divisor that may be a symbolic size.
+
+    ONNX export translates floor division by a free size but not the remainder by one, so index
+    arithmetic on sizes that vary with the input goes through this; constant divisors keep ``%``.
+    """
+    return t - (t // m) * m
+
+
 def _reflect_indices(n: int, pad: int, device: torch.device) -> torch.Tensor:
     """Indices of ``n`` positions followed by ``pad`` reflected ones (edge not repeated).
 
@@ -89,7 +98,7 @@ def _reflect_indices(n: int, pad: int, device: torch.device) -> torch.Tensor:
     if n == 1:
         return torch.zeros_like(i)
     period = 2 * n - 2
-    i = i % period
+    i = _mod(i, period)
     return torch.where(i < n, i, period - i)
 
 
@@ -206,9 +215,9 @@ def _window_order(
     t = torch.arange(h * w, device=device)
     area, nw = window * window, w // window
     rows = (t // (area * nw)) * window + (t // window) % window
-    cols = ((t // area) % nw) * window + t % window
-    gather = ((rows + shift) % h) * w + (cols + shift) % w
-    r, c = (t // w - shift) % h, (t % w - shift) % w
+    cols = _mod(t // area, nw) * window + t % window
+    gather = _mod(rows + shift, h) * w + _mod(cols + shift, w)
+    r, c = _mod(t // w - shift, h), _mod(_mod(t, w) - shift, w)
     scatter = ((r // window) * nw + c // window) * area + (r % window) * window + c % window
     return gather, scatter
 
@@ -278,15 +287,17 @@ def _padded_window_order(
     hp, wp = h + -h % multiple, w + -w % multiple
     # Token (r, c) of the shifted, padded image is token (r + sh, c + sw) (cyclically) of the
     # padded one, which is the image's own where inside it and the zero token (index h*w) else.
-    rows = (torch.arange(hp, device=device) + shift[0]) % hp
-    cols = (torch.arange(wp, device=device) + shift[1]) % wp
+    rows = _mod(torch.arange(hp, device=device) + shift[0], hp)
+    cols = _mod(torch.arange(wp, device=device) + shift[1], wp)
     inside = (rows < h)[:, None] & (cols < w)[None, :]
     source = torch.where(inside, rows[:, None] * w + cols[None, :], h * w)
     padded = rows[:, None] * wp + cols[None, :]
     wh, ww = window
     gather = rearrange(source, "(nh wh) (nw ww) -> (nh nw wh ww)", wh=wh, ww=ww)
-    # Where each token of the padded image went; kept for the image's own tokens.
-    where = torch.argsort(rearrange(padded, "(nh wh) (nw ww) -> (nh nw wh ww)", wh=wh, ww=ww))
+    # Where each token of the padded image went (the inverse permutation, by a scatter: ONNX has
+    # no sort); kept for the image's own tokens.
+    order = rearrange(padded, "(nh wh) (nw ww) -> (nh nw wh ww)", wh=wh, ww=ww)
+    where = torch.zeros_like(order).scatter(0, order, torch.arange(hp * wp, device=device))
     scatter = where.view(hp, wp)[:h, :w].reshape(-1)
     return gather, scatter
 
