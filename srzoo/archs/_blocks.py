@@ -17,10 +17,15 @@ from ..errors import ArgumentError, ArgumentTypeError
 
 __all__ = [
     "DIV2K_RGB_MEAN",
+    "RRDB",
+    "SAFM",
     "DistillationNet",
+    "DySample",
     "EDSRFrame",
     "FieldStep",
+    "LayerNorm2d",
     "MeanShift",
+    "ResidualDenseBlock",
     "Upsampler",
     "check_image_input",
     "conv3x3",
@@ -633,3 +638,287 @@ def matlab_bicubic_upsample(x: torch.Tensor, scale: int) -> torch.Tensor:
     planes = F.conv2d(planes, taps.view(scale, 1, 1, 5))  # (nc, s, h*s, w)
     planes = planes.permute(0, 2, 3, 1).reshape(n, c, h * scale, w * scale)
     return planes
+
+
+class DySample(nn.Module):
+    """DySample (Liu et al., ICCV 2023, arXiv:2308.15085): upsampling by learned sampling.
+
+    For each of the ``scale * scale`` sub-pixels of an input pixel, learned offsets around its
+    regular position (scaled by a learned sigmoid "scope") say where to sample the input
+    bilinearly, with border padding; each of ``groups`` groups of channels gets its own offsets.
+    An ``end_kernel x end_kernel`` convolution (``end_conv``) then maps the sampled channels to
+    ``out_ch``. Keys: ``offset``, ``scope``, ``init_pos`` (a buffer) and ``end_conv``, as in the
+    upstream RealPLKSR, MoSR, MoESR and FDAT checkpoints.
+
+    The sampling coordinates are computed in float32 at least and rounded to the input's dtype
+    once, for ``grid_sample``; in float32 and float64 they are the upstream computation,
+    operation for operation.
+
+    Args:
+        in_ch: Input channels.
+        out_ch: Output channels of ``end_conv``.
+        scale: Upscaling factor.
+        groups: Channel groups with their own offsets; must divide ``in_ch``.
+        end_kernel: Kernel size of ``end_conv`` ('same' padding), or ``None`` for no end
+            convolution (``end_conv`` is then an identity and the output keeps ``in_ch``).
+        name: The network's name, for error messages.
+
+    Raises:
+        ArgumentError: ``groups`` does not divide ``in_ch``.
+
+    Example:
+        >>> DySample(64, 3, 2, groups=4)(torch.rand(1, 64, 8, 8)).shape
+        torch.Size([1, 3, 16, 16])
+    """
+
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        scale: int,
+        *,
+        groups: int = 4,
+        end_kernel: int | None = 1,
+        name: str = "DySample",
+    ) -> None:
+        super().__init__()
+        if groups < 1 or in_ch % groups:
+            raise ArgumentError(
+                f"{name}: DySample splits its {in_ch} input channels into {groups} groups; "
+                f"they must be a multiple of {groups}"
+            )
+        self.scale = scale
+        self.groups = groups
+        self.end_conv: nn.Module = (
+            nn.Identity()
+            if end_kernel is None
+            else nn.Conv2d(in_ch, out_ch, end_kernel, padding=end_kernel // 2)
+        )
+        self.offset = nn.Conv2d(in_ch, 2 * groups * scale * scale, 1)
+        self.scope = nn.Conv2d(in_ch, 2 * groups * scale * scale, 1, bias=False)
+        self.register_buffer("init_pos", self._initial_positions())
+
+    def _initial_positions(self) -> torch.Tensor:
+        """The regular sub-pixel offsets, (x, y) per group and sub-pixel, in input pixels."""
+        s, g = self.scale, self.groups
+        steps = (torch.arange(s, dtype=torch.float32) - (s - 1) / 2) / s
+        grid = torch.stack(torch.meshgrid(steps, steps, indexing="ij")).transpose(1, 2)
+        return grid.repeat(1, g, 1).reshape(1, -1, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Sample ``x`` (N, in_ch, H, W) at the learned positions; (N, out_ch, sH, sW)."""
+        b, c, h, w = x.shape
+        s, g = self.scale, self.groups
+        offset = self.offset(x) * self.scope(x).sigmoid() * 0.5 + self.init_pos
+        wide = torch.promote_types(x.dtype, torch.float32)
+        # Pixel centres, (x, y) first as grid_sample wants, then normalised to [-1, 1].
+        xs = torch.arange(w, device=x.device, dtype=wide) + 0.5
+        ys = torch.arange(h, device=x.device, dtype=wide) + 0.5
+        base = torch.stack((xs.view(1, w).expand(h, w), ys.view(h, 1).expand(h, w)))
+        size = torch.stack((xs.new_full((), w), xs.new_full((), h))).view(1, 2, 1, 1, 1)
+        coords = 2 * (base.view(1, 2, 1, h, w) + offset.to(wide).view(b, 2, -1, h, w)) / size - 1
+        coords = F.pixel_shuffle(coords.reshape(b, -1, h, w), s)
+        coords = coords.view(b, 2, g, s * h, s * w).permute(0, 2, 3, 4, 1).flatten(0, 1)
+        sampled = F.grid_sample(
+            x.reshape(b * g, c // g, h, w),
+            coords.to(x.dtype).contiguous(),
+            mode="bilinear",
+            padding_mode="border",
+            align_corners=False,
+        ).view(b, c, s * h, s * w)
+        out: torch.Tensor = self.end_conv(sampled)
+        return out
+
+
+class LayerNorm2d(nn.Module):
+    """Layer norm over the channels of each pixel of an ``(N, C, H, W)`` tensor.
+
+    ConvNeXt's channels-first layer norm, with a learned per-channel ``weight`` and ``bias``
+    (the keys of the SAFMN, MoSR, MoESR and RealPLKSR checkpoints).
+
+    By default the output is channels-last in memory: ``F.layer_norm`` over the last dimension
+    of a channels-last view is the original mean / variance over dim 1, and several times
+    faster on CPU; the convolutions that follow accept that memory as is, so a network that
+    returns the trunk's output directly should call ``.contiguous()`` on it. With
+    ``channels_last=False`` the mean and variance are taken over dim 1 of the ``(N, C, H, W)``
+    tensor itself, as upstream RealPLKSR does, operation for operation (results differ from the
+    default in the last bits only) and the output keeps the input's layout.
+
+    Args:
+        channels: Number of channels.
+        eps: Added to the variance.
+        channels_last: Compute with ``F.layer_norm`` on a channels-last view (the default), or
+            over dim 1 directly.
+
+    Example:
+        >>> LayerNorm2d(16)(torch.rand(1, 16, 8, 8)).shape
+        torch.Size([1, 16, 8, 8])
+    """
+
+    def __init__(self, channels: int, *, eps: float = 1e-6, channels_last: bool = True) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+        self.channels_last = channels_last
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalise each pixel's channels of ``x`` (N, C, H, W)."""
+        if not self.channels_last:
+            centred = x - x.mean(1, keepdim=True)
+            var = centred.square().mean(1, keepdim=True)
+            y = centred * torch.rsqrt(var + self.eps)
+            return y * self.weight[:, None, None] + self.bias[:, None, None]
+        y = F.layer_norm(x.permute(0, 2, 3, 1), self.weight.shape, self.weight, self.bias, self.eps)
+        return y.permute(0, 3, 1, 2)
+
+
+def _adaptive_max_pool_by_gather(
+    x: torch.Tensor, size: tuple[int, int], reach: int
+) -> torch.Tensor:
+    """``F.adaptive_max_pool2d(x, size)`` as gathers and maxima, for exported graphs.
+
+    Output cell ``i`` of an axis of length ``n`` pooled to ``m`` covers inputs
+    ``floor(i * n / m)`` to ``ceil((i + 1) * n / m) - 1``; each cell gathers ``reach`` indices
+    from its start, clamped to its last input (repeats do not change a maximum). The exporter
+    turns the adaptive pooling into fixed windows of the traced size; this form keeps the
+    height and width free, with the same values. ``reach`` bounds the longest cell:
+    ``2**(k + 1) + 1`` for ``m = max(n >> k, 1)``.
+    """
+    for axis, cells in ((2, size[0]), (3, size[1])):
+        length = x.shape[axis]
+        i = torch.arange(cells, device=x.device)
+        start = i * length // cells
+        stop = ((i + 1) * length + cells - 1) // cells
+        offsets = torch.arange(reach, device=x.device)
+        index = torch.minimum(start[:, None] + offsets, stop[:, None] - 1).flatten()
+        gathered = x.index_select(axis, index)
+        shape = list(x.shape)
+        shape[axis : axis + 1] = [cells, reach]
+        x = gathered.reshape(shape).amax(dim=axis + 1)
+    return x
+
+
+class SAFM(nn.Module):
+    """Spatially-adaptive feature modulation: multi-scale depth-wise features gate the input.
+
+    The channels are split into ``n_levels`` groups; group ``i >= 1`` is max-pooled to
+    ``1 / 2**(i + pool_shift)`` of the input size, filtered, and upsampled back.
+
+    Args:
+        dim: Feature channels (a multiple of ``n_levels``).
+        n_levels: Number of scales.
+        bias: Whether the convolutions have biases (not in the NTIRE 2023 variant).
+        pool_shift: Octaves added to every pooled level (0 in the paper's model and in
+            SAFMN-BCIE, 1 in SAFMN's NTIRE 2023 variant).
+
+    Raises:
+        ArgumentError: ``dim`` is not a multiple of ``n_levels``.
+
+    Example:
+        >>> SAFM(dim=16)(torch.rand(1, 16, 8, 8)).shape
+        torch.Size([1, 16, 8, 8])
+    """
+
+    def __init__(
+        self, *, dim: int, n_levels: int = 4, bias: bool = True, pool_shift: int = 0
+    ) -> None:
+        super().__init__()
+        if dim % n_levels:
+            raise ArgumentError(f"SAFM: dim ({dim}) must be a multiple of n_levels ({n_levels})")
+        self.n_levels = n_levels
+        self.pool_shift = pool_shift
+        chunk = dim // n_levels
+        self.mfr = nn.ModuleList(
+            nn.Conv2d(chunk, chunk, 3, padding=1, groups=chunk, bias=bias) for _ in range(n_levels)
+        )
+        self.aggr = nn.Conv2d(dim, dim, 1, bias=bias)
+        self.act = nn.GELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Modulate ``x`` (N, dim, H, W) by its multi-scale features."""
+        h, w = x.shape[-2:]
+        chunks = x.chunk(self.n_levels, dim=1)
+        out = [self.mfr[0](chunks[0])]
+        for i in range(1, self.n_levels):
+            # The original pools to (h // 2**k, w // 2**k), which is empty for inputs smaller
+            # than 2**k; one pixel (a global max) is the natural limit there.
+            k = i + self.pool_shift
+            size = (max(h // 2**k, 1), max(w // 2**k, 1))  # not >>: exporters lack it for sizes
+            if torch.compiler.is_exporting():
+                pooled = _adaptive_max_pool_by_gather(chunks[i], size, 2 ** (k + 1) + 1)
+            else:
+                pooled = F.adaptive_max_pool2d(chunks[i], size)
+            out.append(F.interpolate(self.mfr[i](pooled), size=(h, w), mode="nearest"))
+        return self.act(self.aggr(torch.cat(out, dim=1))) * x
+
+
+_RRDB_SLOPE = 0.2  # LeakyReLU slope inside ESRGAN's dense blocks
+_RRDB_RES_SCALE = 0.2  # residual scaling of ESRGAN's dense blocks and of each RRDB
+
+
+def _rrdb_lrelu(x: torch.Tensor) -> torch.Tensor:
+    # In place: x is always a convolution's fresh output that nothing else holds, so this saves
+    # one activation-sized copy and keeps autograd exact (LeakyReLU's gradient reads its own
+    # output).
+    return F.leaky_relu(x, _RRDB_SLOPE, inplace=True)
+
+
+class ResidualDenseBlock(nn.Module):
+    """ESRGAN's residual dense block: five densely connected 3x3 convolutions, the last one's
+    output scaled by 0.2 and added to the input.
+
+    Convolution ``k`` (keys ``conv1`` .. ``conv5``) sees the input and the outputs of all
+    convolutions before it; the first four add ``num_grow_ch`` channels each, after a
+    LeakyReLU of slope 0.2.
+
+    Args:
+        num_feat: Channels in and out.
+        num_grow_ch: Channels each of the first four convolutions adds.
+
+    Example:
+        >>> ResidualDenseBlock(num_feat=16, num_grow_ch=8)(torch.rand(1, 16, 8, 8)).shape
+        torch.Size([1, 16, 8, 8])
+    """
+
+    def __init__(self, *, num_feat: int = 64, num_grow_ch: int = 32) -> None:
+        super().__init__()
+        self.conv1 = conv3x3(num_feat, num_grow_ch)
+        self.conv2 = conv3x3(num_feat + num_grow_ch, num_grow_ch)
+        self.conv3 = conv3x3(num_feat + 2 * num_grow_ch, num_grow_ch)
+        self.conv4 = conv3x3(num_feat + 3 * num_grow_ch, num_grow_ch)
+        self.conv5 = conv3x3(num_feat + 4 * num_grow_ch, num_feat)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the block to ``x`` (N, num_feat, H, W)."""
+        x1 = _rrdb_lrelu(self.conv1(x))
+        x2 = _rrdb_lrelu(self.conv2(torch.cat((x, x1), 1)))
+        x3 = _rrdb_lrelu(self.conv3(torch.cat((x, x1, x2), 1)))
+        x4 = _rrdb_lrelu(self.conv4(torch.cat((x, x1, x2, x3), 1)))
+        x5 = self.conv5(torch.cat((x, x1, x2, x3, x4), 1))
+        return x5 * _RRDB_RES_SCALE + x
+
+
+class RRDB(nn.Module):
+    """ESRGAN's residual in residual dense block: three :class:`ResidualDenseBlock` in a row
+    (keys ``rdb1`` .. ``rdb3``), scaled by 0.2 and added to the input.
+
+    Args:
+        num_feat: Channels in and out.
+        num_grow_ch: Growth channels of each dense block.
+
+    Example:
+        >>> RRDB(num_feat=16, num_grow_ch=8)(torch.rand(1, 16, 8, 8)).shape
+        torch.Size([1, 16, 8, 8])
+    """
+
+    def __init__(self, *, num_feat: int = 64, num_grow_ch: int = 32) -> None:
+        super().__init__()
+        self.rdb1 = ResidualDenseBlock(num_feat=num_feat, num_grow_ch=num_grow_ch)
+        self.rdb2 = ResidualDenseBlock(num_feat=num_feat, num_grow_ch=num_grow_ch)
+        self.rdb3 = ResidualDenseBlock(num_feat=num_feat, num_grow_ch=num_grow_ch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the three dense blocks to ``x`` (N, num_feat, H, W) as one residual."""
+        out: torch.Tensor = self.rdb3(self.rdb2(self.rdb1(x))) * _RRDB_RES_SCALE + x
+        return out

@@ -70,12 +70,19 @@ from ..registry import (
     register_detector,
     register_model,
 )
-from ._blocks import FieldStep, conv3x3, image_forward, receptive_radius, rename_keys
+from ._blocks import (
+    RRDB,
+    FieldStep,
+    ResidualDenseBlock,
+    conv3x3,
+    image_forward,
+    receptive_radius,
+    rename_keys,
+)
 
 __all__ = ["RRDB", "RRDBNet", "ResidualDenseBlock", "convert_rrdbnet", "detect_rrdbnet"]
 
 _SLOPE = 0.2  # LeakyReLU slope of every activation
-_RES_SCALE = 0.2  # residual scaling of the dense blocks and of each RRDB
 
 
 def _lrelu(x: torch.Tensor) -> torch.Tensor:
@@ -83,49 +90,6 @@ def _lrelu(x: torch.Tensor) -> torch.Tensor:
     # one activation-sized copy (a quarter of a GiB at 1024x1024x64 in the x4 tail) and keeps
     # autograd exact (LeakyReLU's gradient reads its own output).
     return F.leaky_relu(x, _SLOPE, inplace=True)
-
-
-class ResidualDenseBlock(nn.Module):
-    """Five densely connected 3x3 convolutions, the last one's output scaled by 0.2 and added.
-
-    Args:
-        num_feat: Channels in and out.
-        num_grow_ch: Channels each of the first four convolutions adds.
-    """
-
-    def __init__(self, *, num_feat: int = 64, num_grow_ch: int = 32) -> None:
-        super().__init__()
-        self.conv1 = conv3x3(num_feat, num_grow_ch)
-        self.conv2 = conv3x3(num_feat + num_grow_ch, num_grow_ch)
-        self.conv3 = conv3x3(num_feat + 2 * num_grow_ch, num_grow_ch)
-        self.conv4 = conv3x3(num_feat + 3 * num_grow_ch, num_grow_ch)
-        self.conv5 = conv3x3(num_feat + 4 * num_grow_ch, num_feat)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x1 = _lrelu(self.conv1(x))
-        x2 = _lrelu(self.conv2(torch.cat((x, x1), 1)))
-        x3 = _lrelu(self.conv3(torch.cat((x, x1, x2), 1)))
-        x4 = _lrelu(self.conv4(torch.cat((x, x1, x2, x3), 1)))
-        x5 = self.conv5(torch.cat((x, x1, x2, x3, x4), 1))
-        return x5 * _RES_SCALE + x
-
-
-class RRDB(nn.Module):
-    """Residual in residual dense block: three dense blocks, scaled by 0.2 and added.
-
-    Args:
-        num_feat: Channels in and out.
-        num_grow_ch: Growth channels of each dense block.
-    """
-
-    def __init__(self, *, num_feat: int = 64, num_grow_ch: int = 32) -> None:
-        super().__init__()
-        self.rdb1 = ResidualDenseBlock(num_feat=num_feat, num_grow_ch=num_grow_ch)
-        self.rdb2 = ResidualDenseBlock(num_feat=num_feat, num_grow_ch=num_grow_ch)
-        self.rdb3 = ResidualDenseBlock(num_feat=num_feat, num_grow_ch=num_grow_ch)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.rdb3(self.rdb2(self.rdb1(x))) * _RES_SCALE + x
 
 
 class RRDBNet(nn.Module):

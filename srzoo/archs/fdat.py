@@ -78,8 +78,8 @@ from ..registry import (
     register_detector,
     register_model,
 )
-from ._blocks import image_forward
-from ._transformer import DropPath, to_image, to_tokens
+from ._blocks import DySample, image_forward
+from ._transformer import DropPath, merge_heads, to_image, to_tokens
 from ._window import pad_to_multiple, window_partition, window_reverse
 
 __all__ = [
@@ -156,7 +156,7 @@ class SpatialWindowAttention(nn.Module):
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=self.bias.to(q.dtype)[None], scale=self.scale
         )
-        out = window_reverse(out.transpose(1, 2).reshape(-1, n, c), ws, hp, wp)
+        out = window_reverse(merge_heads(out), ws, hp, wp)
         # Projecting after the crop: the padded tokens are dropped anyway.
         projected: torch.Tensor = self.proj(out[:, :h, :w])
         return projected
@@ -358,62 +358,6 @@ class _PixelAttention(nn.Module):
         return x * self.conv(x)
 
 
-class _DySample(nn.Module):
-    """DySample (Liu et al., ICCV 2023, arXiv:2308.15085) with its end convolution, as
-    upstream's ``UniUpsampleV3`` builds it (keys ``offset``, ``scope``, ``init_pos``,
-    ``end_conv``).
-
-    Learned offsets around each sub-pixel's regular position, scaled by a learned sigmoid
-    "scope", say where to sample the input bilinearly (border padding); each of ``groups``
-    groups of channels gets its own offsets.
-    """
-
-    def __init__(
-        self, in_ch: int, out_ch: int, scale: int, groups: int, end_kernel: int = 1
-    ) -> None:
-        super().__init__()
-        if in_ch <= groups or in_ch % groups:
-            raise ArgumentError(
-                f"FDAT: the dysample upsampler needs a multiple of {groups} channels above "
-                f"{groups}, got mid_dim={in_ch}; choose another mid_dim"
-            )
-        self.scale = scale
-        self.groups = groups
-        self.end_conv = nn.Conv2d(in_ch, out_ch, end_kernel, padding=end_kernel // 2)
-        self.offset = nn.Conv2d(in_ch, 2 * groups * scale * scale, 1)
-        self.scope = nn.Conv2d(in_ch, 2 * groups * scale * scale, 1, bias=False)
-        self.register_buffer("init_pos", self._initial_positions())
-
-    def _initial_positions(self) -> torch.Tensor:
-        s, g = self.scale, self.groups
-        steps = (torch.arange(s, dtype=torch.float32) - (s - 1) / 2) / s
-        grid = torch.stack(torch.meshgrid(steps, steps, indexing="ij")).transpose(1, 2)
-        return grid.repeat(1, g, 1).reshape(1, -1, 1, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        s, g = self.scale, self.groups
-        offset = self.offset(x) * self.scope(x).sigmoid() * 0.5 + self.init_pos
-        offset = offset.view(b, 2, -1, h, w)
-        # Pixel centres, (x, y) first as grid_sample wants, normalised to [-1, 1].
-        xs = torch.arange(w, device=x.device, dtype=x.dtype) + 0.5
-        ys = torch.arange(h, device=x.device, dtype=x.dtype) + 0.5
-        base = torch.stack((xs.view(1, w).expand(h, w), ys.view(h, 1).expand(h, w)))
-        size = torch.stack((xs.new_full((), w), xs.new_full((), h))).view(1, 2, 1, 1, 1)
-        coords = 2 * (base.view(1, 2, 1, h, w) + offset) / size - 1
-        coords = F.pixel_shuffle(coords.reshape(b, -1, h, w), s)
-        coords = coords.view(b, 2, g, s * h, s * w).permute(0, 2, 3, 4, 1).flatten(0, 1)
-        sampled = F.grid_sample(
-            x.reshape(b * g, c // g, h, w),
-            coords.contiguous(),
-            mode="bilinear",
-            padding_mode="border",
-            align_corners=False,
-        ).view(b, c, s * h, s * w)
-        out: torch.Tensor = self.end_conv(sampled)
-        return out
-
-
 def _doublings(scale: int, kind: str) -> int:
     """How many x2 stages a power-of-two scale takes (0 for 3); refuses other scales."""
     if scale == 3:
@@ -466,7 +410,13 @@ def _upsampler_layers(
         return [*layers, _conv(in_dim, out_dim)], in_dim
     if kind == "dysample":
         layers = [_conv(in_dim, mid_dim), _lrelu()] if mid_dim != in_dim else []
-        return [*layers, _DySample(mid_dim, out_dim, scale, _DYSAMPLE_GROUPS)], in_dim
+        if mid_dim <= _DYSAMPLE_GROUPS or mid_dim % _DYSAMPLE_GROUPS:
+            raise ArgumentError(
+                f"FDAT: the dysample upsampler needs a multiple of {_DYSAMPLE_GROUPS} channels "
+                f"above {_DYSAMPLE_GROUPS}, got mid_dim={mid_dim}; choose another mid_dim"
+            )
+        upsampler = DySample(mid_dim, out_dim, scale, groups=_DYSAMPLE_GROUPS, name="FDAT")
+        return [*layers, upsampler], in_dim
     if kind == "transpose+conv":
         if scale == 2:
             layers = [nn.ConvTranspose2d(in_dim, out_dim, 4, 2, 1)]

@@ -66,7 +66,7 @@ from ..registry import (
     register_detector,
     register_model,
 )
-from ._blocks import conv3x3, image_forward
+from ._blocks import RRDB, conv3x3, image_forward
 from ._window import pad_to_multiple
 
 __all__ = ["AffineModulate", "DegradationEstimator", "MMRealSR", "detect_mmrealsr"]
@@ -74,7 +74,6 @@ __all__ = ["AffineModulate", "DegradationEstimator", "MMRealSR", "detect_mmreals
 Activation = Literal["sigmoid", "tanh"]
 
 _SLOPE = 0.2  # LeakyReLU slope of the trunk
-_RES_SCALE = 0.2  # residual scaling of the dense blocks and of each RRDB
 _EMBED = 512  # width of the degree embedding (fixed upstream, whatever the configuration)
 _HEAD = 512  # hidden width of the estimator's degree heads (fixed upstream)
 _FOLDS = {4: 1, 2: 2, 1: 4}  # scale -> pixel_unshuffle factor of the input
@@ -84,39 +83,6 @@ def _lrelu(x: torch.Tensor) -> torch.Tensor:
     # In place: x is always a convolution's fresh output that nothing else holds (LeakyReLU's
     # gradient reads its own output, so autograd stays exact).
     return F.leaky_relu(x, _SLOPE, inplace=True)
-
-
-class _DenseBlock(nn.Module):
-    """ESRGAN's residual dense block: five dense 3x3 convolutions, scaled by 0.2 and added."""
-
-    def __init__(self, *, num_feat: int, num_grow_ch: int) -> None:
-        super().__init__()
-        self.conv1 = conv3x3(num_feat, num_grow_ch)
-        self.conv2 = conv3x3(num_feat + num_grow_ch, num_grow_ch)
-        self.conv3 = conv3x3(num_feat + 2 * num_grow_ch, num_grow_ch)
-        self.conv4 = conv3x3(num_feat + 3 * num_grow_ch, num_grow_ch)
-        self.conv5 = conv3x3(num_feat + 4 * num_grow_ch, num_feat)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x1 = _lrelu(self.conv1(x))
-        x2 = _lrelu(self.conv2(torch.cat((x, x1), 1)))
-        x3 = _lrelu(self.conv3(torch.cat((x, x1, x2), 1)))
-        x4 = _lrelu(self.conv4(torch.cat((x, x1, x2, x3), 1)))
-        x5 = self.conv5(torch.cat((x, x1, x2, x3, x4), 1))
-        return x5 * _RES_SCALE + x
-
-
-class _RRDB(nn.Module):
-    """Residual in residual dense block: three dense blocks, scaled by 0.2 and added."""
-
-    def __init__(self, *, num_feat: int, num_grow_ch: int) -> None:
-        super().__init__()
-        self.rdb1 = _DenseBlock(num_feat=num_feat, num_grow_ch=num_grow_ch)
-        self.rdb2 = _DenseBlock(num_feat=num_feat, num_grow_ch=num_grow_ch)
-        self.rdb3 = _DenseBlock(num_feat=num_feat, num_grow_ch=num_grow_ch)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.rdb3(self.rdb2(self.rdb1(x))) * _RES_SCALE + x
 
 
 class AffineModulate(nn.Module):
@@ -343,7 +309,7 @@ class MMRealSR(nn.Module):
 
         self.conv_first = conv3x3(folded, num_feat)
         self.body = nn.ModuleList(
-            _RRDB(num_feat=num_feat, num_grow_ch=num_grow_ch) for _ in range(num_block)
+            RRDB(num_feat=num_feat, num_grow_ch=num_grow_ch) for _ in range(num_block)
         )
         self.am_list = nn.ModuleList(AffineModulate(num_feat=num_feat) for _ in range(num_block))
         self.conv_body = conv3x3(num_feat, num_feat)

@@ -48,7 +48,6 @@ import math
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ArgumentError
@@ -63,7 +62,7 @@ from ..registry import (
     shuffle_factor,
     shuffle_split,
 )
-from ._blocks import FieldStep, image_forward, receptive_radius
+from ._blocks import DySample, FieldStep, LayerNorm2d, image_forward, receptive_radius
 from ._window import pad_to_multiple
 
 __all__ = ["MSG", "MoESR", "MoESRBlocks", "UniUpsample", "detect_moesr"]
@@ -78,22 +77,6 @@ _SAMPLE_MODS: tuple[str, ...] = (
     "dysample",
 )
 _BAND = 11  # the Inception mixer's band kernels (1 x 11 and 11 x 1)
-
-
-class _ChannelLayerNorm(nn.Module):
-    """Layer norm over the channels of each pixel of an ``(N, C, H, W)`` tensor (eps 1e-6)."""
-
-    def __init__(self, dim: int, eps: float = 1e-6) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(dim))
-        self.bias = nn.Parameter(torch.zeros(dim))
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # F.layer_norm on a channels-last view is the original's mean / variance over dim 1,
-        # and much faster on CPU; the convolution that follows accepts the channels-last memory.
-        y = F.layer_norm(x.permute(0, 2, 3, 1), self.weight.shape, self.weight, self.bias, self.eps)
-        return y.permute(0, 3, 1, 2)
 
 
 class _InceptionDWConv2d(nn.Module):
@@ -126,7 +109,7 @@ class _GatedCNNBlock(nn.Module):
                 f"dim ({dim}); use an expansion ratio of at least 1"
             )
         self.split = [hidden, hidden - dim, dim]
-        self.norm = _ChannelLayerNorm(dim)
+        self.norm = LayerNorm2d(dim)
         self.fc1 = nn.Conv2d(dim, 2 * hidden, 3, padding=1)
         self.act = nn.Mish()
         self.conv = _InceptionDWConv2d(dim)
@@ -186,59 +169,6 @@ class MoESRBlocks(nn.Module):
         return out
 
 
-class _DySample(nn.Module):
-    """DySample (Liu et al., ICCV 2023, arXiv:2308.15085) as MoESR's upstream uses it.
-
-    Learned offsets around each sub-pixel's regular position, scaled by a learned sigmoid
-    "scope", say where to sample the features bilinearly (border padding); ``groups`` groups of
-    channels each get their own offsets; a 1x1 ``end_conv`` maps the samples to the image.
-    """
-
-    def __init__(self, in_ch: int, out_ch: int, scale: int, groups: int) -> None:
-        super().__init__()
-        if in_ch % groups:
-            raise ArgumentError(
-                f"MoESR: DySample splits the features into {groups} groups; dim ({in_ch}) must "
-                f"be a multiple of {groups}"
-            )
-        self.scale = scale
-        self.groups = groups
-        self.end_conv = nn.Conv2d(in_ch, out_ch, 1)
-        self.offset = nn.Conv2d(in_ch, 2 * groups * scale * scale, 1)
-        self.scope = nn.Conv2d(in_ch, 2 * groups * scale * scale, 1, bias=False)
-        self.register_buffer("init_pos", self._initial_positions())
-
-    def _initial_positions(self) -> torch.Tensor:
-        s, g = self.scale, self.groups
-        steps = (torch.arange(s, dtype=torch.float32) - (s - 1) / 2) / s
-        grid = torch.stack(torch.meshgrid(steps, steps, indexing="ij")).transpose(1, 2)
-        return grid.repeat(1, g, 1).reshape(1, -1, 1, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        s, g = self.scale, self.groups
-        offset = self.offset(x) * self.scope(x).sigmoid() * 0.5 + self.init_pos
-        # Pixel centres, (x, y) as grid_sample wants, normalised to [-1, 1]; the coordinates
-        # are computed in float32 (at least), so reduced precisions keep whole-pixel accuracy.
-        wide = torch.promote_types(x.dtype, torch.float32)
-        xs = (torch.arange(w, device=x.device, dtype=wide) + 0.5) * (2 / w) - 1
-        ys = (torch.arange(h, device=x.device, dtype=wide) + 0.5) * (2 / h) - 1
-        base = torch.stack((xs.view(1, w).expand(h, w), ys.view(h, 1).expand(h, w)))
-        size = torch.tensor([2 / w, 2 / h], device=x.device, dtype=wide).view(1, 2, 1, 1, 1)
-        coords = base.view(1, 2, 1, h, w) + offset.to(wide).view(b, 2, -1, h, w) * size
-        coords = F.pixel_shuffle(coords.reshape(b, -1, h, w), s)
-        coords = coords.view(b, 2, g, s * h, s * w).permute(0, 2, 3, 4, 1).flatten(0, 1)
-        sampled = F.grid_sample(
-            x.reshape(b * g, c // g, h, w),
-            coords.to(x.dtype),
-            mode="bilinear",
-            padding_mode="border",
-            align_corners=False,
-        ).view(b, c, s * h, s * w)
-        out: torch.Tensor = self.end_conv(sampled)
-        return out
-
-
 def _stages(scale: int) -> list[int]:
     """The x2 stages of a power-of-two scale, or one x3 stage; refuses any other scale."""
     if scale & (scale - 1) == 0:
@@ -291,7 +221,7 @@ class UniUpsample(nn.Sequential):
             layers += [nn.Conv2d(in_dim, in_dim, 3, padding=1), nn.LeakyReLU(0.2)]
             layers.append(nn.Conv2d(in_dim, out_dim, 3, padding=1))
         else:
-            layers.append(_DySample(in_dim, out_dim, scale, group))
+            layers.append(DySample(in_dim, out_dim, scale, groups=group, name="MoESR"))
         super().__init__(*layers)
         self.record = (1, _SAMPLE_MODS.index(upsample), scale, in_dim, out_dim, mid_dim, group)
         self.register_buffer("MetaUpsample", self.record_tensor())
@@ -413,7 +343,7 @@ class MoESR(nn.Module):
         h, w = x.shape[-2:]
         features = self.in_to_dim(pad_to_multiple(x, 2))
         out: torch.Tensor = self.upscale(self.blocks(features) + features)
-        # The trunk runs channels-last (see _ChannelLayerNorm); hand back an ordinary tensor.
+        # The trunk runs channels-last (see LayerNorm2d); hand back an ordinary tensor.
         return out[:, :, : h * self.scale, : w * self.scale].contiguous()
 
 

@@ -55,28 +55,12 @@ from ..registry import (
     register_model,
     shuffle_factor,
 )
-from ._blocks import FieldStep, image_forward, receptive_radius
+from ._blocks import DySample, FieldStep, LayerNorm2d, image_forward, receptive_radius
 from ._transformer import DropPath
 
 __all__ = ["GPS", "ConvBlock", "GatedCNNBlock", "MoSR", "detect_mosr"]
 
 UpsamplerType = Literal["ps", "gps", "dys"]
-
-
-class _ChannelLayerNorm(nn.Module):
-    """Layer norm over the channels of each pixel of an ``(N, C, H, W)`` tensor (eps 1e-6)."""
-
-    def __init__(self, dim: int, eps: float = 1e-6) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(dim))
-        self.bias = nn.Parameter(torch.zeros(dim))
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # F.layer_norm on a channels-last view is the original's mean / variance over dim 1,
-        # and much faster on CPU; the convolution that follows accepts the channels-last memory.
-        y = F.layer_norm(x.permute(0, 2, 3, 1), self.weight.shape, self.weight, self.bias, self.eps)
-        return y.permute(0, 3, 1, 2)
 
 
 class GatedCNNBlock(nn.Module):
@@ -112,7 +96,7 @@ class GatedCNNBlock(nn.Module):
                 f"expansion_ratio * dim ({hidden}); use a smaller conv_ratio"
             )
         self.split = [hidden, hidden - conv_channels, conv_channels]
-        self.norm = _ChannelLayerNorm(dim)
+        self.norm = LayerNorm2d(dim)
         self.fc1 = nn.Conv2d(dim, 2 * hidden, 3, padding=1)
         self.act = nn.Mish()
         self.conv = nn.Conv2d(
@@ -180,60 +164,6 @@ class GPS(nn.Module):
         return F.pixel_shuffle(y, self.scale)
 
 
-class _DySample(nn.Module):
-    """DySample (Liu et al., ICCV 2023, arXiv:2308.15085) as MoSR's upstream uses it.
-
-    Learned offsets around each sub-pixel's regular position, scaled by a learned sigmoid
-    "scope", say where to sample the features bilinearly (border padding); four groups of
-    channels each get their own offsets; a 1x1 ``end_conv`` maps the sampled features to the
-    image.
-    """
-
-    def __init__(self, in_ch: int, out_ch: int, scale: int, groups: int = 4) -> None:
-        super().__init__()
-        if in_ch % groups:
-            raise ArgumentError(
-                f"MoSR: DySample splits the features into {groups} groups; dim ({in_ch}) must "
-                f"be a multiple of {groups}"
-            )
-        self.scale = scale
-        self.groups = groups
-        self.end_conv = nn.Conv2d(in_ch, out_ch, 1)
-        self.offset = nn.Conv2d(in_ch, 2 * groups * scale * scale, 1)
-        self.scope = nn.Conv2d(in_ch, 2 * groups * scale * scale, 1, bias=False)
-        self.register_buffer("init_pos", self._initial_positions())
-
-    def _initial_positions(self) -> torch.Tensor:
-        s, g = self.scale, self.groups
-        steps = (torch.arange(s, dtype=torch.float32) - (s - 1) / 2) / s
-        grid = torch.stack(torch.meshgrid(steps, steps, indexing="ij")).transpose(1, 2)
-        return grid.repeat(1, g, 1).reshape(1, -1, 1, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        s, g = self.scale, self.groups
-        offset = self.offset(x) * self.scope(x).sigmoid() * 0.5 + self.init_pos
-        # Pixel centres, (x, y) as grid_sample wants, normalised to [-1, 1]; the coordinates
-        # are computed in float32 (at least), so reduced precisions keep whole-pixel accuracy.
-        wide = torch.promote_types(x.dtype, torch.float32)
-        xs = (torch.arange(w, device=x.device, dtype=wide) + 0.5) * (2 / w) - 1
-        ys = (torch.arange(h, device=x.device, dtype=wide) + 0.5) * (2 / h) - 1
-        base = torch.stack((xs.view(1, w).expand(h, w), ys.view(h, 1).expand(h, w)))
-        size = torch.tensor([2 / w, 2 / h], device=x.device, dtype=wide).view(1, 2, 1, 1, 1)
-        coords = base.view(1, 2, 1, h, w) + offset.to(wide).view(b, 2, -1, h, w) * size
-        coords = F.pixel_shuffle(coords.reshape(b, -1, h, w), s)
-        coords = coords.view(b, 2, g, s * h, s * w).permute(0, 2, 3, 4, 1).flatten(0, 1)
-        sampled = F.grid_sample(
-            x.reshape(b * g, c // g, h, w),
-            coords.to(x.dtype),
-            mode="bilinear",
-            padding_mode="border",
-            align_corners=False,
-        ).view(b, c, s * h, s * w)
-        out: torch.Tensor = self.end_conv(sampled)
-        return out
-
-
 def _check(scale: int, n_block: int, dim: int, kernel_size: int, upsampler: str) -> None:
     if scale < 1:
         raise ArgumentError(f"MoSR: scale must be a positive integer, got {scale}")
@@ -243,6 +173,10 @@ def _check(scale: int, n_block: int, dim: int, kernel_size: int, upsampler: str)
         raise ArgumentError(f"MoSR: kernel_size must be odd, got {kernel_size}")
     if upsampler not in ("ps", "gps", "dys"):
         raise ArgumentError(f"MoSR: upsampler must be 'ps', 'gps' or 'dys', got {upsampler!r}")
+    if upsampler == "dys" and dim % 4:
+        raise ArgumentError(
+            f"MoSR: DySample splits the features into 4 groups; dim ({dim}) must be a multiple of 4"
+        )
 
 
 class MoSR(nn.Module):
@@ -321,7 +255,7 @@ class MoSR(nn.Module):
         elif upsampler == "gps":
             self.upsampler = GPS(dim=dim, scale=scale, out_ch=out_ch)
         else:
-            self.upsampler = _DySample(dim, out_ch, scale)
+            self.upsampler = DySample(dim, out_ch, scale, groups=4, name="MoSR")
         self.receptive_field: int | None = None
         if upsampler != "dys":
             steps: list[tuple[FieldStep, int]] = [("conv", 1)]
@@ -332,7 +266,7 @@ class MoSR(nn.Module):
     @image_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.gblocks(x) + (self.shortcut(x) - 0.5)
-        # The trunk runs channels-last (see _ChannelLayerNorm); hand back an ordinary tensor.
+        # The trunk runs channels-last (see LayerNorm2d); hand back an ordinary tensor.
         out: torch.Tensor = self.upsampler(features)
         return out.contiguous()
 

@@ -60,7 +60,7 @@ from ..registry import (
     register_model,
     shuffle_factor,
 )
-from ._blocks import image_forward
+from ._blocks import DySample, LayerNorm2d, image_forward
 
 __all__ = ["PLKSR", "RealPLKSR", "detect_plksr"]
 
@@ -229,25 +229,6 @@ class PLKSR(nn.Module):
         return self.to_img(self.feats(x)) + _enlarged_input(x, self.scale)
 
 
-class _ChannelLayerNorm(nn.Module):
-    """Layer norm over the channels of each pixel (spandrel's RealPLKSR ``LayerNorm``)."""
-
-    def __init__(self, dim: int, eps: float = 1e-6) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(dim))
-        self.bias = nn.Parameter(torch.zeros(dim))
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = x.mean(1, keepdim=True)
-        centred = x - mean
-        var = centred.square().mean(1, keepdim=True)
-        return (
-            self.weight[:, None, None] * (centred * torch.rsqrt(var + self.eps))
-            + self.bias[:, None, None]
-        )
-
-
 class _RealPLKBlock(nn.Module):
     def __init__(
         self,
@@ -260,7 +241,9 @@ class _RealPLKBlock(nn.Module):
         layer_norm: bool,
     ) -> None:
         super().__init__()
-        self.layer_norm: nn.Module = _ChannelLayerNorm(dim) if layer_norm else nn.Identity()
+        self.layer_norm: nn.Module = (
+            LayerNorm2d(dim, channels_last=False) if layer_norm else nn.Identity()
+        )
         self.channel_mixer = _mixer("DCCM", dim, nn.Mish())
         self.lk = _PartialConv(pdim, kernel_size)
         self.attn: nn.Module = _ElementAttention(dim) if use_ea else nn.Identity()
@@ -270,62 +253,6 @@ class _RealPLKBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.lk(self.channel_mixer(self.layer_norm(x)))
         return self.norm(self.refine(self.attn(y))) + x
-
-
-class _DySample(nn.Module):
-    """DySample (Liu et al., ICCV 2023, arXiv:2308.15085) as spandrel's RealPLKSR uses it.
-
-    Learned offsets around each sub-pixel's regular position, scaled by a learned sigmoid
-    "scope", say where to sample the input bilinearly (border padding); ``groups`` groups of
-    channels each get their own offsets. A 1x1 ``end_conv`` maps the sampled channels to the
-    image.
-    """
-
-    def __init__(
-        self, in_ch: int, out_ch: int, scale: int, groups: int, *, end_convolution: bool
-    ) -> None:
-        super().__init__()
-        if in_ch % groups:
-            raise ArgumentError(
-                f"DySample: {in_ch} channels do not split into {groups} groups; use another scale"
-            )
-        self.scale = scale
-        self.groups = groups
-        self.end_conv: nn.Module = nn.Conv2d(in_ch, out_ch, 1) if end_convolution else nn.Identity()
-        self.offset = nn.Conv2d(in_ch, 2 * groups * scale * scale, 1)
-        self.scope = nn.Conv2d(in_ch, 2 * groups * scale * scale, 1, bias=False)
-        self.register_buffer("init_pos", self._initial_positions())
-
-    def _initial_positions(self) -> torch.Tensor:
-        s, g = self.scale, self.groups
-        steps = (torch.arange(s, dtype=torch.float32) - (s - 1) / 2) / s
-        grid = torch.stack(torch.meshgrid(steps, steps, indexing="ij")).transpose(1, 2)
-        return grid.repeat(1, g, 1).reshape(1, -1, 1, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        s, g = self.scale, self.groups
-        offset = self.offset(x) * self.scope(x).sigmoid() * 0.5 + self.init_pos
-        offset = offset.view(b, 2, -1, h, w)
-        # Pixel centres, (x, y) first as grid_sample wants, normalised to [-1, 1].
-        xs = torch.arange(w, device=x.device, dtype=x.dtype) + 0.5
-        ys = torch.arange(h, device=x.device, dtype=x.dtype) + 0.5
-        base = torch.stack((xs.view(1, w).expand(h, w), ys.view(h, 1).expand(h, w))).view(
-            1, 2, 1, h, w
-        )
-        size = torch.tensor([w, h], device=x.device, dtype=x.dtype).view(1, 2, 1, 1, 1)
-        coords = 2 * (base + offset) / size - 1
-        coords = F.pixel_shuffle(coords.reshape(b, -1, h, w), s)
-        coords = coords.view(b, 2, g, s * h, s * w).permute(0, 2, 3, 4, 1).flatten(0, 1)
-        sampled = F.grid_sample(
-            x.reshape(b * g, c // g, h, w),
-            coords.contiguous(),
-            mode="bilinear",
-            padding_mode="border",
-            align_corners=False,
-        ).view(b, c, s * h, s * w)
-        out: torch.Tensor = self.end_conv(sampled)
-        return out
 
 
 class RealPLKSR(nn.Module):
@@ -401,12 +328,14 @@ class RealPLKSR(nn.Module):
         )
         self.dysample = dysample
         self.to_img: nn.Module = (
-            _DySample(
+            DySample(
                 3 * scale * scale,
                 3,
                 scale,
                 groups=3 if scale % 2 else 4,
-                end_convolution=scale != 1,
+                # At scale 1 upstream samples the image channels directly.
+                end_kernel=1 if scale != 1 else None,
+                name="RealPLKSR",
             )
             if dysample
             else nn.PixelShuffle(scale)

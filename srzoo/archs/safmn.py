@@ -49,7 +49,7 @@ from ..registry import (
     set5_set14,
     shuffle_factor,
 )
-from ._blocks import image_forward, pixel_shuffle_head
+from ._blocks import SAFM, LayerNorm2d, image_forward, pixel_shuffle_head
 
 __all__ = [
     "CCM",
@@ -61,100 +61,6 @@ __all__ = [
     "LayerNorm2d",
     "detect_safmn",
 ]
-
-
-class LayerNorm2d(nn.Module):
-    """Layer norm over the channels of an ``(N, C, H, W)`` tensor (ConvNeXt's channels-first form).
-
-    Args:
-        channels: Number of channels.
-        eps: Added to the variance.
-    """
-
-    def __init__(self, channels: int, *, eps: float = 1e-6) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # layer_norm over the last dimension of a channels-last view is the same computation
-        # as the original's mean / variance over dim 1, and several times faster on CPU. The
-        # result is channels-last in memory; the convolutions that follow accept that as is.
-        y = F.layer_norm(x.permute(0, 2, 3, 1), self.weight.shape, self.weight, self.bias, self.eps)
-        return y.permute(0, 3, 1, 2)
-
-
-def _adaptive_max_pool_by_gather(
-    x: torch.Tensor, size: tuple[int, int], reach: int
-) -> torch.Tensor:
-    """``F.adaptive_max_pool2d(x, size)`` as gathers and maxima, for exported graphs.
-
-    Output cell ``i`` of an axis of length ``n`` pooled to ``m`` covers inputs
-    ``floor(i * n / m)`` to ``ceil((i + 1) * n / m) - 1``; each cell gathers ``reach`` indices
-    from its start, clamped to its last input (repeats do not change a maximum). The exporter
-    turns the adaptive pooling into fixed windows of the traced size; this form keeps the
-    height and width free, with the same values. ``reach`` bounds the longest cell:
-    ``2**(k + 1) + 1`` for ``m = max(n >> k, 1)``.
-    """
-    for axis, cells in ((2, size[0]), (3, size[1])):
-        length = x.shape[axis]
-        i = torch.arange(cells, device=x.device)
-        start = i * length // cells
-        stop = ((i + 1) * length + cells - 1) // cells
-        offsets = torch.arange(reach, device=x.device)
-        index = torch.minimum(start[:, None] + offsets, stop[:, None] - 1).flatten()
-        gathered = x.index_select(axis, index)
-        shape = list(x.shape)
-        shape[axis : axis + 1] = [cells, reach]
-        x = gathered.reshape(shape).amax(dim=axis + 1)
-    return x
-
-
-class SAFM(nn.Module):
-    """Spatially-adaptive feature modulation: multi-scale depth-wise features gate the input.
-
-    The channels are split into ``n_levels`` groups; group ``i >= 1`` is max-pooled to
-    ``1 / 2**(i + pool_shift)`` of the input size, filtered, and upsampled back.
-
-    Args:
-        dim: Feature channels (a multiple of ``n_levels``).
-        n_levels: Number of scales.
-        bias: Whether the convolutions have biases (not in the NTIRE 2023 variant).
-        pool_shift: Octaves added to every pooled level (0 in the paper's model, 1 in the
-            NTIRE 2023 variant).
-    """
-
-    def __init__(
-        self, *, dim: int, n_levels: int = 4, bias: bool = True, pool_shift: int = 0
-    ) -> None:
-        super().__init__()
-        if dim % n_levels:
-            raise ArgumentError(f"SAFM: dim ({dim}) must be a multiple of n_levels ({n_levels})")
-        self.n_levels = n_levels
-        self.pool_shift = pool_shift
-        chunk = dim // n_levels
-        self.mfr = nn.ModuleList(
-            nn.Conv2d(chunk, chunk, 3, padding=1, groups=chunk, bias=bias) for _ in range(n_levels)
-        )
-        self.aggr = nn.Conv2d(dim, dim, 1, bias=bias)
-        self.act = nn.GELU()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        chunks = x.chunk(self.n_levels, dim=1)
-        out = [self.mfr[0](chunks[0])]
-        for i in range(1, self.n_levels):
-            # The original pools to (h // 2**k, w // 2**k), which is empty for inputs smaller
-            # than 2**k; one pixel (a global max) is the natural limit there.
-            k = i + self.pool_shift
-            size = (max(h // 2**k, 1), max(w // 2**k, 1))  # not >>: exporters lack it for sizes
-            if torch.compiler.is_exporting():
-                pooled = _adaptive_max_pool_by_gather(chunks[i], size, 2 ** (k + 1) + 1)
-            else:
-                pooled = F.adaptive_max_pool2d(chunks[i], size)
-            out.append(F.interpolate(self.mfr[i](pooled), size=(h, w), mode="nearest"))
-        return self.act(self.aggr(torch.cat(out, dim=1))) * x
 
 
 class CCM(nn.Module):

@@ -42,7 +42,6 @@ Example:
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ArgumentError
@@ -54,79 +53,12 @@ from ..registry import (
     register_detector,
     register_model,
 )
-from ._blocks import image_forward
+from ._blocks import SAFM, LayerNorm2d, image_forward
 from ._window import pad_to_multiple
 
 __all__ = ["SAFMNBCIE", "BasicLayer", "detect_safmnbcie"]
 
 _LEVELS = 4  # SAFM's pooling levels, fixed upstream
-
-
-class _LayerNorm2d(nn.Module):
-    """Layer norm over the channels of each pixel of an ``(N, C, H, W)`` tensor (eps 1e-6)."""
-
-    def __init__(self, dim: int, eps: float = 1e-6) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(dim))
-        self.bias = nn.Parameter(torch.zeros(dim))
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # F.layer_norm on a channels-last view is the original's mean / variance over dim 1,
-        # and much faster on CPU; the convolutions that follow accept the channels-last memory.
-        y = F.layer_norm(x.permute(0, 2, 3, 1), self.weight.shape, self.weight, self.bias, self.eps)
-        return y.permute(0, 3, 1, 2)
-
-
-def _max_pool_by_gather(x: torch.Tensor, size: tuple[int, int], reach: int) -> torch.Tensor:
-    """``F.adaptive_max_pool2d(x, size)`` as index gathers and maxima, for exported graphs.
-
-    Cell ``i`` of an axis of length ``n`` pooled to ``m`` spans ``floor(i * n / m)`` to
-    ``ceil((i + 1) * n / m) - 1``; each cell gathers ``reach`` indices from its start, clamped
-    to its last (repeats leave a maximum alone). The exporter would fix the adaptive pooling's
-    windows to the traced size; this keeps height and width free. ``reach`` bounds the longest
-    cell: ``2**(k + 1) + 1`` for ``m = max(n // 2**k, 1)``.
-    """
-    for axis, cells in ((2, size[0]), (3, size[1])):
-        length = x.shape[axis]
-        i = torch.arange(cells, device=x.device)
-        first = i * length // cells
-        last = ((i + 1) * length + cells - 1) // cells - 1
-        index = torch.minimum(first[:, None] + torch.arange(reach, device=x.device), last[:, None])
-        shape = list(x.shape)
-        shape[axis : axis + 1] = [cells, reach]
-        x = x.index_select(axis, index.flatten()).reshape(shape).amax(dim=axis + 1)
-    return x
-
-
-class _SAFM(nn.Module):
-    """Spatially-adaptive feature modulation: channel group ``i`` max-pooled to ``1 / 2**i`` of
-    the size, filtered depth-wise, enlarged back (nearest); a 1x1 aggregation and GELU gate the
-    input."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        chunk = dim // _LEVELS
-        self.mfr = nn.ModuleList(
-            nn.Conv2d(chunk, chunk, 3, padding=1, groups=chunk) for _ in range(_LEVELS)
-        )
-        self.aggr = nn.Conv2d(dim, dim, 1)
-        self.act = nn.GELU()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        chunks = x.chunk(_LEVELS, dim=1)
-        out = [self.mfr[0](chunks[0])]
-        for i in range(1, _LEVELS):
-            # Upstream pools to (h // 2**i, w // 2**i), empty below 2**i pixels; one pixel
-            # (a global maximum) is the natural limit there.
-            size = (max(h // 2**i, 1), max(w // 2**i, 1))
-            if torch.compiler.is_exporting():
-                pooled = _max_pool_by_gather(chunks[i], size, 2 ** (i + 1) + 1)
-            else:
-                pooled = F.adaptive_max_pool2d(chunks[i], size)
-            out.append(F.interpolate(self.mfr[i](pooled), size=(h, w), mode="nearest"))
-        return self.act(self.aggr(torch.cat(out, dim=1))) * x
 
 
 class _CCM(nn.Module):
@@ -149,9 +81,9 @@ class _AttBlock(nn.Module):
 
     def __init__(self, dim: int, ffn_scale: float) -> None:
         super().__init__()
-        self.norm1 = _LayerNorm2d(dim)
-        self.norm2 = _LayerNorm2d(dim)
-        self.safm = _SAFM(dim)
+        self.norm1 = LayerNorm2d(dim)
+        self.norm2 = LayerNorm2d(dim)
+        self.safm = SAFM(dim=dim, n_levels=_LEVELS)
         self.ccm = _CCM(dim, ffn_scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -248,7 +180,7 @@ class SAFMNBCIE(nn.Module):
         h, w = x.shape[-2:]
         features = self.to_feat(pad_to_multiple(x, self.factor))
         out: torch.Tensor = self.to_img(self.feats(features) + features)
-        # The trunk runs channels-last (see _LayerNorm2d); hand back an ordinary tensor.
+        # The trunk runs channels-last (see LayerNorm2d); hand back an ordinary tensor.
         return out[:, :, :h, :w].contiguous()
 
 

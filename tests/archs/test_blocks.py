@@ -17,6 +17,7 @@ from torch import nn
 
 from srzoo._util import matlab_cubic
 from srzoo.archs._blocks import (
+    DySample,
     FieldStep,
     matlab_bicubic_upsample,
     receptive_radius,
@@ -153,3 +154,33 @@ def test_upsampler_steps() -> None:
     assert upsampler_steps(8) == [("conv", 1), ("up", 2)] * 3
     with pytest.raises(ArgumentError, match="powers of two"):
         upsampler_steps(5)
+
+
+# --------------------------------------------------------------------------------------------
+# DySample: learned offsets around the regular sub-pixel positions
+# --------------------------------------------------------------------------------------------
+
+
+def _unshifted_dysample(channels: int, scale: int) -> DySample:
+    """A DySample whose learned offsets are zero: it samples at the regular positions only."""
+    layer = DySample(channels, channels, scale, groups=2, end_kernel=None)
+    nn.init.zeros_(layer.offset.weight)
+    assert layer.offset.bias is not None
+    nn.init.zeros_(layer.offset.bias)
+    return layer
+
+
+@pytest.mark.parametrize("scale", [2, 3])
+def test_dysample_without_offsets_is_bilinear_enlargement(scale: int) -> None:
+    # The regular positions (init_pos) are bilinear upsampling's: a mix-up of x and y or of
+    # the sub-pixel order shows on a non-square image.
+    x = torch.rand(2, 4, 5, 7, dtype=torch.float64)
+    got = _unshifted_dysample(4, scale).double()(x)
+    expected = F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
+    # init_pos is a float32 buffer: 1/3 is exact to ~1e-8 only.
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=0)
+
+
+def test_dysample_refuses_channels_its_groups_do_not_divide() -> None:
+    with pytest.raises(ArgumentError, match=r"Net: DySample .* multiple of 4"):
+        DySample(6, 3, 2, groups=4, name="Net")
