@@ -57,7 +57,7 @@ def _overrides(config: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("config", "scale"),
     [
-        ({}, 4),
+        pytest.param({}, 4, marks=pytest.mark.slow),
         (WIDE, 2),
         pytest.param({}, 2, marks=pytest.mark.slow),
         pytest.param(WIDE, 3, marks=pytest.mark.slow),
