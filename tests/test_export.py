@@ -31,6 +31,7 @@ REPRESENTATIVES = {
 # with an ExportError carrying the exporter's or onnxruntime's reason; it never writes a file
 # that is wrong at another size. A family that starts exporting fails here: move it out.
 _WINDOWS = "the window layout is traced for the example size: other sizes fail in onnxruntime"
+_TRACED = "its exported graph holds only for the traced size: onnxruntime fails at another"
 NO_FREE_SIZE = {
     **dict.fromkeys(["hat", "dat", "drct", "rgt", "srformer", "omnisr"], _WINDOWS),
     "atd": "its token grouping sorts, and ONNX export has no stable sort",
@@ -38,6 +39,12 @@ NO_FREE_SIZE = {
     "rlfn": "ESA's strided pooling is traced for the example size: smaller inputs fail",
     "realcugan": "its reflect padding is traced for the example size: smaller inputs fail",
     "dctlsa": "its reflect padding is traced for the example size: smaller inputs fail",
+    "craft": "its window index arithmetic takes remainders by free sizes, which ONNX cannot",
+    "seemore": _TRACED,
+    "mmrealsr": _TRACED,
+    "moesr": _TRACED,
+    "safmnbcie": _TRACED,
+    "ipt": "its overlapping-patch fold (Col2Im) is traced for the example size",
 }
 
 pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")

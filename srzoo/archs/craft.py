@@ -83,6 +83,7 @@ from ._transformer import (
     Mlp,
     image_mean,
     init_transformer_weights,
+    merge_heads,
     to_image,
     to_tokens,
 )
@@ -209,7 +210,7 @@ class WindowAttention(nn.Module):
         q, k, v = (t.flatten(0, 1).transpose(1, 2) for t in (q, k, v))
         mask = None if self.constant_bias else self.position_bias(qkv.device, qkv.dtype)[None]
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)
-        out = out.transpose(1, 2).reshape(b, -1, c)
+        out = merge_heads(out).view(b, -1, c)
         return out.index_select(1, scatter)
 
 

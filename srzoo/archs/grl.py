@@ -105,6 +105,7 @@ from ._transformer import (
     ResiConnection,
     image_mean,
     init_transformer_weights,
+    merge_heads,
     residual_conv,
     to_image,
     to_tokens,
@@ -344,7 +345,7 @@ class WindowAttention(nn.Module):
         coords = _coords_table((win, win), 1, qkv.device, qkv.dtype)
         index = _position_index((win, win), 1, True, qkv.device)
         out = _cosine_attention(q, k, v, self.attn_transform, coords, index, mask)
-        return out.transpose(1, 2).reshape(b, n, dim).index_select(1, to_image_order)
+        return merge_heads(out).view(b, n, dim).index_select(1, to_image_order)
 
     def extra_repr(self) -> str:
         return f"window_size={self.window_size}, shift_size={self.shift_size}"
@@ -394,7 +395,7 @@ class AnchorStripeAttention(nn.Module):
         summary = _cosine_attention(a, k, v, self.attn_transform1, coords, index, mask_a2w)
         index = _position_index(stripe, down, True, dev)
         out = _cosine_attention(q, a, summary, self.attn_transform2, coords, index, mask_w2a)
-        return out.transpose(1, 2).reshape(b, n, dim).index_select(1, to_image_order)
+        return merge_heads(out).view(b, n, dim).index_select(1, to_image_order)
 
     def extra_repr(self) -> str:
         return f"stripe_size={self.stripe_size}, shift={self.shift}, down={self.down}"
