@@ -24,6 +24,9 @@ REPRESENTATIVES = {
     "srcnn": "MATLAB bicubic enlargement before the network",
     "realesrgan-x2plus": "padding to the fold, then pixel-unshuffle",
     "safmn": "max pooling to a grid that follows the image size",
+}
+# Slower (18 s of export), so with the slow tests: the window transformers' path.
+SLOW_REPRESENTATIVES = {
     "swinir": "shifted-window attention, masks and orders computed for the padded size",
 }
 
@@ -77,7 +80,13 @@ def _assert_exports(tmp_path: Path, name: str) -> None:
     assert check_onnx(model, path, sizes=[(9, 14)], batch=1) <= 1e-4
 
 
-@pytest.mark.parametrize("name", sorted(REPRESENTATIVES))
+@pytest.mark.parametrize(
+    "name",
+    [
+        *sorted(REPRESENTATIVES),
+        *(pytest.param(n, marks=pytest.mark.slow) for n in sorted(SLOW_REPRESENTATIVES)),
+    ],
+)
 def test_each_code_path_exports_with_a_free_size(tmp_path: Path, name: str) -> None:
     _assert_exports(tmp_path, name)
 

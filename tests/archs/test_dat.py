@@ -269,6 +269,7 @@ def test_compiles_without_graph_breaks_at_two_sizes() -> None:
         assert explanation.graph_count == 1
 
 
+@pytest.mark.slow  # SwinIR's, Swin2SR's and HAT's files check the same in the default run
 def test_dynamic_compile_does_not_recompile_for_a_new_size() -> None:
     from torch._dynamo.testing import CompileCounter
 

@@ -359,6 +359,7 @@ def _tiny(name: str = "grl", scale: int = 2) -> nn.Module:
     return randomize_(srzoo.create(name, scale, **TINY[name]), seed=1).eval()
 
 
+@pytest.mark.slow  # 12 s of capture on two cores; the slow run covers it
 def test_no_graph_breaks_at_two_sizes() -> None:
     # One stage of four blocks runs every path (and keeps the capture to seconds).
     one_stage = {"depths": (4,), "num_heads_window": (2,), "num_heads_stripe": (2,)}
