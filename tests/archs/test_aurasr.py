@@ -319,7 +319,8 @@ def _tiny(**overrides: Any) -> nn.Module:
     return randomize_(srzoo.create("aurasr", 4, **{**TINY["aurasr"], **overrides})).eval()
 
 
-@pytest.mark.parametrize("stochastic", [False, pytest.param(True, marks=pytest.mark.slow)])
+@pytest.mark.slow  # 7 s of capture per mode on two cores
+@pytest.mark.parametrize("stochastic", [False, True])
 def test_fullgraph_capture_without_graph_breaks_at_two_sizes(stochastic: bool) -> None:
     assert_no_graph_breaks(_tiny(stochastic=stochastic), ((13, 11), (16, 24)))
 

@@ -301,6 +301,7 @@ def _tiny() -> CRAFT:
     return randomize_(model, seed=3).eval()  # type: ignore[return-value]
 
 
+@pytest.mark.slow  # 11 s of capture on two cores
 def test_compiles_without_graph_breaks_at_two_sizes() -> None:
     assert_no_graph_breaks(_tiny(), ((13, 11), (16, 16)))
 
