@@ -734,7 +734,7 @@ class LayerNorm2d(nn.Module):
     """Layer norm over the channels of each pixel of an ``(N, C, H, W)`` tensor.
 
     ConvNeXt's channels-first layer norm, with a learned per-channel ``weight`` and ``bias``
-    (the keys of the SAFMN, MoSR, MoESR and RealPLKSR checkpoints).
+    (the keys of the SAFMN, MoSR, MoESR, RealPLKSR, SeemoRe and Omni-SR checkpoints).
 
     By default the output is channels-last in memory: ``F.layer_norm`` over the last dimension
     of a channels-last view is the original mean / variance over dim 1, and several times

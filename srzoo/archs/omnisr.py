@@ -72,7 +72,7 @@ from ..registry import (
     register_model,
     shuffle_split,
 )
-from ._blocks import image_forward
+from ._blocks import LayerNorm2d, image_forward
 from ._transformer import merge_heads
 from ._window import relative_position_index, window_partition, window_reverse
 
@@ -86,23 +86,6 @@ __all__ = [
 
 # The ESA's stride-2 3x3 convolution and 7x7 max pool of stride 3 need this many pixels a side.
 _MIN_SIZE = 15
-
-
-class _LayerNorm2d(nn.Module):
-    """Layer norm over the channels of an ``(N, C, H, W)`` map (upstream's ``LayerNorm2d``)."""
-
-    def __init__(self, channels: int, eps: float = 1e-6) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mu = x.mean(1, keepdim=True)
-        centred = x - mu
-        var = centred.square().mean(1, keepdim=True)
-        y = centred * torch.rsqrt(var + self.eps)
-        return y * self.weight[:, None, None] + self.bias[:, None, None]
 
 
 class _SqueezeExcitation(nn.Module):
@@ -247,7 +230,7 @@ class _ConvPreNorm(nn.Module):
 
     def __init__(self, dim: int, fn: nn.Module) -> None:
         super().__init__()
-        self.norm = _LayerNorm2d(dim)
+        self.norm = LayerNorm2d(dim, channels_last=False)
         self.fn = fn
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

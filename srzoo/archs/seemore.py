@@ -69,7 +69,7 @@ from ..registry import (
     register_model,
     shuffle_factor,
 )
-from ._blocks import image_forward
+from ._blocks import LayerNorm2d, image_forward
 from ._transformer import image_mean
 from ._window import reflect_pad
 
@@ -114,22 +114,6 @@ def expert_ranks(num_experts: int, lr_space: LRSpace) -> list[int]:
     raise ArgumentError(f"SeemoRe: lr_space must be 'linear', 'exp' or 'double', got {lr_space!r}")
 
 
-class _LayerNorm2d(nn.Module):
-    """Layer norm over the channels of an ``(N, C, H, W)`` map (upstream's ``channels_first``)."""
-
-    def __init__(self, channels: int, eps: float = 1e-6) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        centred = x - x.mean(1, keepdim=True)
-        var = centred.square().mean(1, keepdim=True)
-        y = centred * torch.rsqrt(var + self.eps)
-        return y * self.weight[:, None, None] + self.bias[:, None, None]
-
-
 class _StripedConv2d(nn.Module):
     """A ``1 x k`` then a ``k x 1`` depthwise convolution (``conv.0``, ``conv.1``)."""
 
@@ -167,9 +151,9 @@ class _PreNorm(nn.Module):
 
     def __init__(self, channels: int, block: nn.Module) -> None:
         super().__init__()
-        self.norm_1 = _LayerNorm2d(channels)
+        self.norm_1 = LayerNorm2d(channels, channels_last=False)
         self.block = block
-        self.norm_2 = _LayerNorm2d(channels)
+        self.norm_2 = LayerNorm2d(channels, channels_last=False)
         self.ffn = _GatedFFN(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -446,7 +430,7 @@ class SeemoRe(nn.Module):
             )
             for _ in range(num_layers)
         )
-        self.norm = _LayerNorm2d(dim)
+        self.norm = LayerNorm2d(dim, channels_last=False)
         self.conv_2 = nn.Conv2d(dim, dim, 3, padding=1)
         self.upsampler = nn.Sequential(
             nn.Conv2d(dim, in_chans * scale * scale, 3, padding=1), nn.PixelShuffle(scale)
