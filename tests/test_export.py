@@ -16,7 +16,7 @@ import torch
 import srzoo
 from srzoo.export import check_onnx, export_onnx
 
-from .util import TINY, randomize_
+from .util import TINY, randomize_, small_scale
 
 # One model per code path that the exporter sees differently.
 REPRESENTATIVES = {
@@ -58,13 +58,8 @@ def _tiny(name: str, scale: int = 2) -> torch.nn.Module:
     return randomize_(srzoo.create(name, scale, **TINY[name]), seed=3).eval()
 
 
-def _scale(name: str) -> int:
-    scales = srzoo.model_info(name).scales
-    return 2 if 2 in scales else scales[0]
-
-
 def _assert_exports(tmp_path: Path, name: str) -> None:
-    model = _tiny(name, _scale(name))
+    model = _tiny(name, small_scale(name))
     if srzoo.model_info(name).family in NO_FREE_SIZE:
         with pytest.raises(srzoo.ExportError, match=r"cannot be exported|fails in onnxruntime"):
             export_onnx(model, tmp_path / f"{name}.onnx", example_size=(24, 20))

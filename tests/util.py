@@ -34,6 +34,12 @@ def require_shared(path: Path) -> Path:
 
 
 @torch.no_grad()
+def small_scale(name: str) -> int:
+    """x2 where the model has it (small outputs in tests), else its first scale (x4-only AuraSR)."""
+    scales = srzoo.model_info(name).scales
+    return 2 if 2 in scales else scales[0]
+
+
 def randomize_(module: nn.Module, seed: int = 0, gain: float = 0.5) -> nn.Module:
     """Overwrite every floating-point parameter and buffer with random values, in place.
 

@@ -36,6 +36,7 @@ from ..util import (
     check_forward_contract,
     check_gradients,
     randomize_,
+    small_scale,
 )
 
 BUILTIN = [
@@ -93,12 +94,6 @@ def _one_per_family(names: list[str]) -> list[Any]:
         seen.add(family)
         params.append(pytest.param(n, marks=pytest.mark.slow) if heavy else n)
     return params
-
-
-def _scale(name: str) -> int:
-    # x2 where the model has it (small outputs), else its own scale (x4-only AuraSR).
-    scales = srzoo.model_info(name).scales
-    return 2 if 2 in scales else srzoo.model_info(name).scale
 
 
 def _channels(name: str) -> int:
@@ -182,7 +177,7 @@ def test_forward_contract(name: str, scale: int) -> None:
 
 @pytest.mark.parametrize("name", sorted(BUILTIN))
 def test_gradients_reach_every_parameter(name: str) -> None:
-    model = randomize_(srzoo.create(name, _scale(name), **TINY[name]))
+    model = randomize_(srzoo.create(name, small_scale(name), **TINY[name]))
     check_gradients(model, channels=_channels(name))
 
 
@@ -224,7 +219,7 @@ def test_contract_at_every_scale(name: str, scale: int) -> None:
 @pytest.mark.parametrize("name", sorted(BUILTIN))
 def test_unbatched_images_and_bad_shapes(name: str) -> None:
     c = _channels(name)
-    model = randomize_(srzoo.create(name, _scale(name), **TINY[name])).eval()
+    model = randomize_(srzoo.create(name, small_scale(name), **TINY[name])).eval()
     image = torch.rand(c, 13, 11, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         single = model(image)
@@ -403,7 +398,7 @@ def test_tiling_a_global_network_warns_once(name: str, monkeypatch: pytest.Monke
     # The warning is given once per model name and process: start from a process that has
     # given none.
     monkeypatch.setattr(srzoo.inference, "_WARNED", set())
-    model = randomize_(srzoo.create(name, _scale(name), **TINY[name])).eval()
+    model = randomize_(srzoo.create(name, small_scale(name), **TINY[name])).eval()
     # Larger than two padded tiles of 16 even where the network pads to 64 (GRL).
     side = max(40, 2 * srzoo.model_info(name).size_multiple + 3)
     x = torch.rand(3, side, side - 3, generator=torch.Generator().manual_seed(7))
