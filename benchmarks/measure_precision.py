@@ -11,7 +11,7 @@ after adding a family.
 
 Usage:
     python benchmarks/measure_precision.py [--device cpu] [--dtypes bfloat16] [--crop 32]
-        [--images 1] [NAME ...]
+        [--images 1] [--shared ../shared] [NAME ...]
     python benchmarks/measure_precision.py --device cuda --dtypes float16 bfloat16
 
 The docs' table (docs/performance.md) is generated from the file at build time.
@@ -42,9 +42,9 @@ SHARED = ROOT.parent / "shared"
 IMAGES = ("baboon", "comic", "lenna", "zebra")
 
 
-def _shared_checkpoint(name: str, scale: int) -> Path | None:
-    """A file in ../shared/checkpoints that is a registered checkpoint of ``name`` at ``scale``."""
-    folder = SHARED / "checkpoints"
+def _shared_checkpoint(name: str, scale: int, shared: Path) -> Path | None:
+    """A registered checkpoint of ``name`` at ``scale`` in ``<shared>/checkpoints``, if any."""
+    folder = shared / "checkpoints"
     if not folder.is_dir():
         return None
     for path in sorted(folder.iterdir()):
@@ -54,7 +54,7 @@ def _shared_checkpoint(name: str, scale: int) -> Path | None:
     return None
 
 
-def load_for_measure(name: str, device: str) -> tuple[nn.Module, str]:
+def load_for_measure(name: str, device: str, shared: Path = SHARED) -> tuple[nn.Module, str]:
     """The registered configuration with the best weights at hand, and which weights they are."""
     spec = srzoo.model_info(name)
     scale = spec.scale
@@ -64,16 +64,18 @@ def load_for_measure(name: str, device: str) -> tuple[nn.Module, str]:
             return srzoo.load(name, scale, device=device), f"pretrained x{scale}"
         except WeightsError:
             pass
-        path = _shared_checkpoint(name, scale)
+        path = _shared_checkpoint(name, scale, shared)
         if path is not None:
             return srzoo.load(name, scale, weights=path, device=device), f"pretrained x{scale}"
     torch.manual_seed(0)
     return srzoo.load(name, scale, weights=None, device=device), f"seeded random x{scale}"
 
 
-def images(scale: int, channels: int, crop: int, count: int) -> list[torch.Tensor]:
+def images(
+    scale: int, channels: int, crop: int, count: int, shared: Path = SHARED
+) -> list[torch.Tensor]:
     """Centre crops of Set14's low-resolution images at ``scale`` (x4 where it is absent)."""
-    base = SHARED / "data" / "benchmark" / "Set14" / "LR_bicubic"
+    base = shared / "data" / "benchmark" / "Set14" / "LR_bicubic"
     folder = base / f"X{scale}" if (base / f"X{scale}").is_dir() else base / "X4"
     out = []
     for stem in IMAGES[:count]:
@@ -90,13 +92,19 @@ def images(scale: int, channels: int, crop: int, count: int) -> list[torch.Tenso
 
 
 def measure(
-    name: str, *, device: str, dtypes: list[str], crop: int, count: int
+    name: str,
+    *,
+    device: str,
+    dtypes: list[str],
+    crop: int,
+    count: int,
+    shared: Path = SHARED,
 ) -> list[PrecisionVerdict]:
     """The verdicts of one model for each dtype."""
-    model, weights = load_for_measure(name, device)
+    model, weights = load_for_measure(name, device, shared)
     spec = srzoo.model_info(name)
     channels = 1 if spec.colour == "y" else 3
-    batch = images(spec.scale, channels, crop, count)
+    batch = images(spec.scale, channels, crop, count, shared)
     note = f"{weights} weights; {len(batch)} Set14 crops of {crop}x{crop}"
     measured_on = f"{device_name(device)}, torch {torch.__version__}"
     return [
@@ -137,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crop", type=int, default=32, help="side of the input crops")
     parser.add_argument("--images", type=int, default=1, help="how many Set14 images")
     parser.add_argument("--out", type=Path, default=PRECISION_FILE)
+    parser.add_argument(
+        "--shared", type=Path, default=SHARED, help="folder holding data/ and checkpoints/"
+    )
     args = parser.parse_args(argv)
     # Smallest first, so that an interrupted run has measured as many models as it could.
     names = sorted(
@@ -147,7 +158,12 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         try:
             verdicts = measure(
-                name, device=args.device, dtypes=args.dtypes, crop=args.crop, count=args.images
+                name,
+                device=args.device,
+                dtypes=args.dtypes,
+                crop=args.crop,
+                count=args.images,
+                shared=args.shared,
             )
         except Exception as error:  # one model failing must not lose the others' results
             print(f"{name}: FAILED: {error}", file=sys.stderr, flush=True)
