@@ -305,7 +305,11 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
         # Channels are (q|k|v, head, dim_head), as upstream's chunk and rearrange split them.
-        qkv = self.to_qkv(self.norm(x)).view(b, 3, self.heads, -1, h * w).transpose(-1, -2)
+        # Copied so that each head's channels are contiguous: with a strided last dimension,
+        # CUDA's SDPA falls back to the math kernel, which holds the whole (h*w)^2 score matrix
+        # (128 GiB for a 512x512 input) where the memory-efficient kernels hold none of it.
+        qkv = self.to_qkv(self.norm(x)).view(b, 3, self.heads, -1, h * w)
+        qkv = qkv.transpose(-1, -2).contiguous()
         out = F.scaled_dot_product_attention(qkv[:, 0], qkv[:, 1], qkv[:, 2])
         out = out.transpose(-1, -2).reshape(b, -1, h, w)
         result: torch.Tensor = self.to_out(out)

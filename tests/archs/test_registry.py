@@ -187,6 +187,34 @@ def test_fullgraph_compile(name: str) -> None:
     check_compiles(model, channels=_channels(name))
 
 
+def _first_per_family(names: list[str]) -> list[str]:
+    firsts: dict[str, str] = {}
+    for n in names:
+        firsts.setdefault(srzoo.model_info(n).family, n)
+    return sorted(firsts.values())
+
+
+@pytest.mark.parametrize("name", _first_per_family(sorted(BUILTIN)))
+def test_attention_inputs_suit_the_fused_kernels(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With a strided last dimension, CUDA's scaled_dot_product_attention falls back to its math
+    # kernel, which holds the whole score matrix: AuraSR asked for 128 GiB at 512x512 that way.
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    strides: list[tuple[int, int, int]] = []
+
+    def spy(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *a: Any, **kw: Any) -> Any:
+        strides.append((q.stride(-1), k.stride(-1), v.stride(-1)))
+        return sdpa(q, k, v, *a, **kw)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    model = randomize_(srzoo.create(name, None, **TINY[name])).eval()
+    side = max(16, srzoo.model_info(name).size_multiple)
+    with torch.inference_mode():
+        model(torch.rand(1, _channels(name), side, side))
+    assert all(s == (1, 1, 1) for s in strides), strides
+
+
 # --------------------------------------------------------------------------------------------
 # The contract at every scale of the full configurations
 # --------------------------------------------------------------------------------------------
