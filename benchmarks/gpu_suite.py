@@ -20,6 +20,7 @@ backend) that a test runs, so that this script keeps working between GPU runs.
 Usage:
     python benchmarks/gpu_suite.py [--out gpu_suite] [--models NAME ...] [--max-seconds 270]
     python benchmarks/gpu_suite.py --device cpu --quick --models espcn fsrcnn --out /tmp/smoke
+    python benchmarks/gpu_suite.py --merge run1.json run2.json --out gpu_suite
 """
 
 from __future__ import annotations
@@ -166,13 +167,27 @@ def _num(value: float | None, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 
 
-def markdown(rows: list[Row], card: str, size: int) -> str:
-    """The table of one run."""
+def _tf32() -> dict[str, bool]:
+    return {
+        "convolutions": torch.backends.cudnn.allow_tf32,
+        "matmul": torch.backends.cuda.matmul.allow_tf32,
+    }
+
+
+def markdown(
+    rows: list[Row],
+    card: str,
+    size: int,
+    *,
+    torch_version: str = torch.__version__,
+    tf32: dict[str, bool] | None = None,
+) -> str:
+    """The table of one run (or of merged runs on one card)."""
+    tf32 = tf32 or _tf32()
     lines = [
-        f"Measured on {card}, torch {torch.__version__}, {size}x{size} input, random weights.",
-        f"float32 with TF32 convolutions {'on' if torch.backends.cudnn.allow_tf32 else 'off'} and "
-        f"TF32 matrix products {'on' if torch.backends.cuda.matmul.allow_tf32 else 'off'} "
-        "(PyTorch's defaults).",
+        f"Measured on {card}, torch {torch_version}, {size}x{size} input, random weights.",
+        f"float32 with TF32 convolutions {'on' if tf32['convolutions'] else 'off'} and "
+        f"TF32 matrix products {'on' if tf32['matmul'] else 'off'}.",
         "",
         "| model | scale | fp32 ms/MP | fp16 ms/MP | bf16 ms/MP | fp16 | bf16 | compile speed-up "
         "| compile s | auto tile | peak MiB |",
@@ -202,6 +217,7 @@ def write(out: Path, rows: list[Row], *, card: str, size: int, quick: bool, star
     result = {
         "card": card,
         "torch": torch.__version__,
+        "tf32": _tf32(),
         "size": size,
         "quick": quick,
         "seconds": round(time.perf_counter() - start, 1),
@@ -214,6 +230,27 @@ def write(out: Path, rows: list[Row], *, card: str, size: int, quick: bool, star
     return table
 
 
+def merge(paths: list[Path], out: Path) -> str:
+    """Join the JSON of runs on one card (e.g. a run cut short and one over the rest) into one
+    ``<out>.json`` and ``<out>.md``, one row per model (a later run's row wins)."""
+    runs = [json.loads(p.read_text()) for p in paths]
+    cards = {(r["card"], r["torch"], r["size"]) for r in runs}
+    if len(cards) != 1:
+        raise SystemExit(f"runs from different cards, torch versions or sizes: {sorted(cards)}")
+    by_model = {row["model"]: row for r in runs for row in r["rows"]}
+    rows = [Row(**by_model[name]) for name in sorted(by_model)]
+    first = runs[0]
+    tf32 = first.get("tf32", {"convolutions": True, "matmul": False})
+    result = dict(first, seconds=round(sum(r["seconds"] for r in runs), 1))
+    result["rows"] = [asdict(r) for r in rows]
+    result["tf32"] = tf32
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
+    table = markdown(rows, first["card"], first["size"], torch_version=first["torch"], tf32=tf32)
+    out.with_suffix(".md").write_text(table)
+    return table
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
@@ -221,7 +258,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("gpu_suite"), help="path without suffix")
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny inputs, eager")
     parser.add_argument("--max-seconds", type=float, default=270.0)
+    parser.add_argument("--merge", nargs="+", type=Path, help="join these runs' JSON; no run")
     args = parser.parse_args(argv)
+    if args.merge:
+        print(merge(args.merge, args.out))
+        return 0
     names = args.models or representatives()
     card = device_name(args.device)
     size = 32 if args.quick else 512

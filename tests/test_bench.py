@@ -82,3 +82,25 @@ def test_gpu_suite_cpu_smoke_mode(tmp_path: Path) -> None:
         assert row["compile_s"] is not None, row["errors"]
     table = out.with_suffix(".md").read_text()
     assert result["card"] in table and "| `fsrcnn` | x3 |" in table
+    # A second run's rows join the first's in one table (a run cut short, then the rest).
+    second = json.loads(out.with_suffix(".json").read_text())
+    second["rows"] = [dict(second["rows"][0], model="srcnn", family="srcnn")]
+    (tmp_path / "second.json").write_text(json.dumps(second))
+    merged = tmp_path / "merged"
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "gpu_suite.py"),
+            "--merge",
+            str(out.with_suffix(".json")),
+            str(tmp_path / "second.json"),
+            "--out",
+            str(merged),
+        ],
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
+    )
+    joined = json.loads(merged.with_suffix(".json").read_text())
+    assert [r["model"] for r in joined["rows"]] == ["espcn", "fsrcnn", "srcnn"]
+    assert "| `srcnn` |" in merged.with_suffix(".md").read_text()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import srzoo
+from srzoo import registry
 from srzoo.bench import precision_check
 from srzoo.errors import ArgumentError, NonFiniteOutputError, PrecisionWarning
 from srzoo.registry import (
@@ -49,25 +51,25 @@ def _verdict(dtype: str, device: str, verdict: str) -> PrecisionVerdict:
 
 
 @pytest.fixture(scope="module")
-def broken_bf16() -> str:
-    """A registered model whose bfloat16 is measured broken on CPUs and float16 on CUDA."""
+def broken_bf16() -> Iterator[str]:
+    """A model whose bfloat16 is measured broken on CPUs and float16 on CUDA, registered for this
+    module only (a later test listing the registry must not see it)."""
     name = "test-precision-broken-bf16"
-    if name not in srzoo.list_models():
-        srzoo.register_model(
-            ModelSpec(
-                name=name,
-                family="test",
-                builder=_tiny_edsr,
-                scales=(2,),
-                paper=srzoo.model_info("edsr-baseline").paper,
-                code_license="MIT",
-                precision=(
-                    _verdict("bfloat16", "cpu", "broken"),
-                    _verdict("float16", "cuda", "broken"),
-                ),
-            )
-        )
-    return name
+    spec = ModelSpec(
+        name=name,
+        family="test",
+        builder=_tiny_edsr,
+        scales=(2,),
+        paper=srzoo.model_info("edsr-baseline").paper,
+        code_license="MIT",
+        precision=(
+            _verdict("bfloat16", "cpu", "broken"),
+            _verdict("float16", "cuda", "broken"),
+        ),
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(registry._REGISTRY, name, spec)
+        yield name
 
 
 def test_thresholds() -> None:
