@@ -51,8 +51,12 @@ __all__ = [
 TileArg = int | str | None
 TensorFn = Callable[[torch.Tensor], torch.Tensor]
 
-# Side of the square probe that measures a model's memory per pixel (rounded to the multiple).
+# Sides of the two square probes that measure a model's memory per pixel (rounded to the
+# multiple; the second is twice the first).
 _PROBE_SIZE = 64
+# Memory per pixel that grows by more than this between the probes is read as growing with the
+# pixel count (attention over the whole input), and extrapolated as such.
+_SUPERLINEAR = 1.25
 # Fraction of the free memory that tile="auto" plans to use: the allocator fragments, and on the
 # CPU other processes need memory too.
 _CUDA_BUDGET = 0.8
@@ -352,10 +356,12 @@ def auto_tile_size(
 ) -> int:
     """The largest tile whose forward pass fits in the memory free on ``device``.
 
-    A probe of 64x64 pixels is run and its peak memory measured (see
-    :func:`measure_peak_memory`); memory is assumed proportional to the pixel count, which holds
-    for convolutional and windowed-attention networks and errs on the safe side (the probe's
-    fixed costs are counted per pixel).
+    Two probes, of half and full :data:`_PROBE_SIZE` pixels a side, are run and their peak memory
+    measured (see :func:`measure_peak_memory`). Where the memory per pixel is about constant, as
+    for convolutional and windowed-attention networks, it is the larger probe's, which errs on
+    the safe side (the probe's fixed costs are counted per pixel). Where it grows between the
+    probes, as for attention over the whole input without a fused kernel, memory is fitted as
+    ``a * pixels + b * pixels**2`` through both probes and the tile solved from that.
 
     Args:
         model: The network, on ``device``.
@@ -374,17 +380,34 @@ def auto_tile_size(
         >>> side = auto_tile_size(srzoo.create("edsr-baseline", 4).eval(), channels=3)
     """
     device = torch.device(device)
-    probe_side = max(size_multiple, math.ceil(_PROBE_SIZE / size_multiple) * size_multiple)
-    probe = torch.rand(1, channels, probe_side, probe_side, device=device, dtype=dtype)
-    peak = max(measure_peak_memory(model, probe), 1)
+    sides = [max(size_multiple, math.ceil(_PROBE_SIZE / 2 / size_multiple) * size_multiple)]
+    sides.append(max(2 * sides[0], math.ceil(_PROBE_SIZE / size_multiple) * size_multiple))
+    per_pixel = []
+    for side in sides:
+        probe = torch.rand(1, channels, side, side, device=device, dtype=dtype)
+        per_pixel.append(max(measure_peak_memory(model, probe), 1) / side**2)
     if budget is None:
         fraction = _CUDA_BUDGET if device.type == "cuda" else _CPU_BUDGET
         budget = int(available_memory(device) * fraction)
-    per_pixel = peak / probe_side**2
-    side = int(math.sqrt(max(budget, 0) / (per_pixel * max(batch_size, 1))))
+    pixels = _pixels_within(
+        max(budget, 0) / max(batch_size, 1),
+        (sides[0] ** 2, per_pixel[0]),
+        (sides[1] ** 2, per_pixel[1]),
+    )
     # Beyond a few thousand pixels a bigger tile gains nothing measurable.
-    side = min(side, 4096)
+    side = min(int(math.sqrt(pixels)), 4096)
     return max(_round_down(side, size_multiple), _min_tile(overlap, size_multiple))
+
+
+def _pixels_within(budget: float, small: tuple[int, float], large: tuple[int, float]) -> float:
+    """The pixel count whose memory fits ``budget``, from two probes' (pixels, bytes per pixel)."""
+    (p1, m1), (p2, m2) = small, large
+    if m2 <= _SUPERLINEAR * m1:
+        return budget / m2
+    # bytes = a * p + b * p**2, i.e. bytes per pixel = a + b * p, through both probes.
+    b = (m2 - m1) / (p2 - p1)
+    a = max(m1 - b * p1, 0.0)
+    return (-a + math.sqrt(a * a + 4 * b * budget)) / (2 * b)
 
 
 def _default_preprocess(dtype: torch.dtype) -> TensorFn:

@@ -6,6 +6,7 @@ import itertools
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import srzoo
@@ -296,6 +297,26 @@ def test_auto_tile_follows_the_budget_and_matches_untiled() -> None:
     x = torch.rand(1, 3, 40, 36)
     y = tiled_forward(net, x, scale=4, tile="auto", overlap=OVERLAP, progress=False)
     torch.testing.assert_close(y, _untiled(net, x), atol=1e-5, rtol=0)
+
+
+class GlobalScores(nn.Module):
+    """Attention over every pixel, scores held whole (no fused kernel): memory ~ pixels**2."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        tokens = x.flatten(2)
+        scores = (tokens.transpose(1, 2) @ tokens).softmax(-1)  # (b, h*w, h*w)
+        out = (tokens @ scores).view(b, c, h, w)
+        return F.interpolate(out, scale_factor=2, mode="nearest")
+
+
+def test_auto_tile_extrapolates_memory_that_grows_with_the_image() -> None:
+    net = GlobalScores()
+    budget = measure_peak_memory(net, torch.rand(1, 3, 120, 120))
+    side = auto_tile_size(net, channels=3, budget=budget)
+    # Per-pixel memory read at 64x64 alone would allow a 225-pixel tile: four times the memory.
+    assert 100 <= side <= 120
+    assert measure_peak_memory(net, torch.rand(1, 3, side, side)) <= budget
 
 
 def test_plan_windows_covers_every_image() -> None:
