@@ -17,6 +17,7 @@ from ..errors import ArgumentError, ArgumentTypeError
 
 __all__ = [
     "DIV2K_RGB_MEAN",
+    "ESA",
     "RRDB",
     "SAFM",
     "DistillationNet",
@@ -922,3 +923,45 @@ class RRDB(nn.Module):
         """Apply the three dense blocks to ``x`` (N, num_feat, H, W) as one residual."""
         out: torch.Tensor = self.rdb3(self.rdb2(self.rdb1(x))) * _RRDB_RES_SCALE + x
         return out
+
+
+class ESA(nn.Module):
+    """Enhanced spatial attention (RFDN, RLFN, Omni-SR): a mask computed at a fraction of the
+    resolution (a stride-2 3x3 convolution, then a 7x7 max pool of stride 3), upsampled
+    bilinearly, gating the features.
+
+    Args:
+        esa_channels: Channels of the mask branch.
+        n_feats: Channels of the features it gates.
+        refine: RFDN's form: a 3x3 convolution and ReLU after the pool (``conv_max``) and a
+            second 3x3 convolution (``conv3_``) after ``conv3``, with ReLUs between.
+
+    Example:
+        >>> ESA(esa_channels=4, n_feats=16)(torch.rand(1, 16, 20, 20)).shape
+        torch.Size([1, 16, 20, 20])
+    """
+
+    def __init__(self, *, esa_channels: int, n_feats: int, refine: bool = False) -> None:
+        super().__init__()
+        f = esa_channels
+        self.refine = refine
+        self.conv1 = nn.Conv2d(n_feats, f, 1)
+        self.conv_f = nn.Conv2d(f, f, 1)
+        if refine:
+            self.conv_max = nn.Conv2d(f, f, 3, padding=1)
+        self.conv2 = nn.Conv2d(f, f, 3, stride=2)
+        self.conv3 = nn.Conv2d(f, f, 3, padding=1)
+        if refine:
+            self.conv3_ = nn.Conv2d(f, f, 3, padding=1)
+        self.conv4 = nn.Conv2d(f, n_feats, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c1_ = self.conv1(x)
+        c3 = F.max_pool2d(self.conv2(c1_), kernel_size=7, stride=3)
+        if self.refine:
+            c3 = self.conv3_(F.relu(self.conv3(F.relu(self.conv_max(c3)))))
+        else:
+            c3 = self.conv3(c3)
+        c3 = F.interpolate(c3, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        gated: torch.Tensor = x * torch.sigmoid(self.conv4(c3 + self.conv_f(c1_)))
+        return gated

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar, cast
+from typing import Literal, ParamSpec, TypeVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +21,8 @@ from einops import rearrange
 
 __all__ = [
     "MASK_VALUE",
+    "floor_mod",
+    "pad_to_min_size",
     "pad_to_multiple",
     "padded_window_order",
     "reflect_pad",
@@ -79,7 +81,7 @@ def shape_cached(maxsize: int = 64) -> Callable[[Callable[_P, _T]], Callable[_P,
     return decorate
 
 
-def _mod(t: torch.Tensor, m: int) -> torch.Tensor:
+def floor_mod(t: torch.Tensor, m: int) -> torch.Tensor:
     """``t % m`` (floor semantics) for a divisor that may be a symbolic size.
 
     ONNX export translates floor division by a free size but not the remainder by one, so index
@@ -88,31 +90,39 @@ def _mod(t: torch.Tensor, m: int) -> torch.Tensor:
     return t - (t // m) * m
 
 
-def _reflect_indices(n: int, pad: int, device: torch.device) -> torch.Tensor:
-    """Indices of ``n`` positions followed by ``pad`` reflected ones (edge not repeated).
+def _reflect_indices(n: int, before: int, after: int, device: torch.device) -> torch.Tensor:
+    """Indices of ``n`` positions with ``before`` and ``after`` reflected ones (edge not repeated).
 
-    The reflection continues periodically (period ``2n - 2``) where ``pad >= n``, so any size
-    pads; where ``F.pad(mode="reflect")`` accepts the size, the result is the same.
+    The reflection continues periodically (period ``2n - 2``) where a pad reaches ``n``, so any
+    size pads; where ``F.pad(mode="reflect")`` accepts the size, the result is the same.
     """
-    i = torch.arange(n + pad, device=device)
+    i = torch.arange(-before, n + after, device=device)
     if n == 1:
         return torch.zeros_like(i)
     period = 2 * n - 2
-    i = _mod(i, period)
+    i = floor_mod(i, period)
     return torch.where(i < n, i, period - i)
 
 
-def reflect_pad(x: torch.Tensor, pad_h: int, pad_w: int) -> torch.Tensor:
-    """Reflect-pad ``x`` (``(..., H, W)``) by ``pad_h`` rows at the bottom, ``pad_w`` at the right.
+def reflect_pad(
+    x: torch.Tensor, pad_h: int, pad_w: int, *, top: int = 0, left: int = 0
+) -> torch.Tensor:
+    """Reflect-pad ``x`` (``(..., H, W)``) by ``pad_h`` rows at the bottom, ``pad_w`` at the right
+    (and ``top`` / ``left`` rows and columns before the image).
 
-    Equal to ``F.pad(x, (0, pad_w, 0, pad_h), mode="reflect")`` wherever that is defined (pads
-    smaller than the side); beyond it the reflection repeats, so a 1x1 image pads too.
+    Equal to ``F.pad(x, (left, pad_w, top, pad_h), mode="reflect")`` wherever that is defined
+    (pads smaller than the side); beyond it the reflection repeats, so a 1x1 image pads too.
     """
     h, w = x.shape[-2], x.shape[-1]
-    if pad_h < h and pad_w < w:
-        return F.pad(x, (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else x
-    rows = _reflect_indices(h, pad_h, x.device)
-    cols = _reflect_indices(w, pad_w, x.device)
+    # In an ONNX export the sizes are free: those branches would fix the traced size's case (no
+    # pad, or a pad the side allows), so the export takes the gather, right for every size.
+    fits = max(top, pad_h) < h and max(left, pad_w) < w
+    if fits and not torch.onnx.is_in_onnx_export():
+        if top or pad_h or left or pad_w:
+            return F.pad(x, (left, pad_w, top, pad_h), mode="reflect")
+        return x
+    rows = _reflect_indices(h, top, pad_h, x.device)
+    cols = _reflect_indices(w, left, pad_w, x.device)
     return x.index_select(-2, rows).index_select(-1, cols)
 
 
@@ -123,6 +133,33 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     """
     h, w = x.shape[-2], x.shape[-1]
     return reflect_pad(x, -h % multiple, -w % multiple)
+
+
+def pad_to_min_size(
+    x: torch.Tensor, min_size: int, *, mode: Literal["reflect", "replicate"]
+) -> torch.Tensor:
+    """Pad ``x`` (``(..., H, W)``) at the bottom and right so that both sides are at least
+    ``min_size``; larger inputs pass unchanged.
+
+    In an ONNX export the pads are computed in the graph from the free size (a gather), so the
+    file is right for inputs above and below ``min_size`` alike.
+    """
+    h, w = x.shape[-2], x.shape[-1]
+    if torch.onnx.is_in_onnx_export():
+        # SymInts while exporting; typed as the sizes they stand for.
+        pad_h = cast(int, torch.sym_max(min_size - h, 0))
+        pad_w = cast(int, torch.sym_max(min_size - w, 0))
+        if mode == "reflect":
+            return reflect_pad(x, pad_h, pad_w)
+        rows = torch.arange(h + pad_h, device=x.device).clamp(max=h - 1)
+        cols = torch.arange(w + pad_w, device=x.device).clamp(max=w - 1)
+        return x.index_select(-2, rows).index_select(-1, cols)
+    pad_h, pad_w = max(min_size - h, 0), max(min_size - w, 0)
+    if not (pad_h or pad_w):
+        return x
+    if mode == "reflect":
+        return reflect_pad(x, pad_h, pad_w)
+    return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
 
 
 def window_partition(x: torch.Tensor, window: int | tuple[int, int]) -> torch.Tensor:
@@ -215,9 +252,9 @@ def _window_order(
     t = torch.arange(h * w, device=device)
     area, nw = window * window, w // window
     rows = (t // (area * nw)) * window + (t // window) % window
-    cols = _mod(t // area, nw) * window + t % window
-    gather = _mod(rows + shift, h) * w + _mod(cols + shift, w)
-    r, c = _mod(t // w - shift, h), _mod(_mod(t, w) - shift, w)
+    cols = floor_mod(t // area, nw) * window + t % window
+    gather = floor_mod(rows + shift, h) * w + floor_mod(cols + shift, w)
+    r, c = floor_mod(t // w - shift, h), floor_mod(floor_mod(t, w) - shift, w)
     scatter = ((r // window) * nw + c // window) * area + (r % window) * window + c % window
     return gather, scatter
 
@@ -287,8 +324,8 @@ def _padded_window_order(
     hp, wp = h + -h % multiple, w + -w % multiple
     # Token (r, c) of the shifted, padded image is token (r + sh, c + sw) (cyclically) of the
     # padded one, which is the image's own where inside it and the zero token (index h*w) else.
-    rows = _mod(torch.arange(hp, device=device) + shift[0], hp)
-    cols = _mod(torch.arange(wp, device=device) + shift[1], wp)
+    rows = floor_mod(torch.arange(hp, device=device) + shift[0], hp)
+    cols = floor_mod(torch.arange(wp, device=device) + shift[1], wp)
     inside = (rows < h)[:, None] & (cols < w)[None, :]
     source = torch.where(inside, rows[:, None] * w + cols[None, :], h * w)
     padded = rows[:, None] * wp + cols[None, :]

@@ -87,7 +87,13 @@ from ._transformer import (
     to_image,
     to_tokens,
 )
-from ._window import padded_window_order, relative_coords, relative_position_index, shape_cached
+from ._window import (
+    floor_mod,
+    padded_window_order,
+    relative_coords,
+    relative_position_index,
+    shape_cached,
+)
 
 __all__ = [
     "CRAFT",
@@ -119,7 +125,7 @@ _FFN_EXPANSION = 2.66
 @shape_cached(maxsize=32)
 def _mirror_indices(n: int, pad: int, device: torch.device) -> torch.Tensor:
     # cat(x, flip(x)) repeated: period 2n, the edge pixel repeated at each turn.
-    i = torch.arange(n + pad, device=device) % (2 * n)
+    i = floor_mod(torch.arange(n + pad, device=device), 2 * n)
     return torch.where(i < n, i, 2 * n - 1 - i)
 
 

@@ -72,12 +72,11 @@ from ..registry import (
     register_model,
     shuffle_split,
 )
-from ._blocks import LayerNorm2d, image_forward
+from ._blocks import ESA, LayerNorm2d, image_forward
 from ._transformer import merge_heads
 from ._window import relative_position_index, window_partition, window_reverse
 
 __all__ = [
-    "ESA",
     "OSAG",
     "OSABlock",
     "OmniSR",
@@ -284,30 +283,6 @@ class OSABlock(nn.Module):
         x = rearrange(layer["8"](tokens), back, b=b, x=h // ws, w1=ws)
         out: torch.Tensor = layer["12"](layer["11"](layer["10"](x)))
         return out
-
-
-class ESA(nn.Module):
-    """Enhanced spatial attention (RFDN's, without ``conv_max`` / ``conv3_``).
-
-    Args:
-        esa_channels: Channels of the mask branch.
-        n_feats: Channels of the features it gates.
-    """
-
-    def __init__(self, *, esa_channels: int, n_feats: int) -> None:
-        super().__init__()
-        f = esa_channels
-        self.conv1 = nn.Conv2d(n_feats, f, 1)
-        self.conv_f = nn.Conv2d(f, f, 1)
-        self.conv2 = nn.Conv2d(f, f, 3, stride=2)
-        self.conv3 = nn.Conv2d(f, f, 3, padding=1)
-        self.conv4 = nn.Conv2d(f, n_feats, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c1_ = self.conv1(x)
-        c3 = self.conv3(F.max_pool2d(self.conv2(c1_), kernel_size=7, stride=3))
-        c3 = F.interpolate(c3, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        return x * torch.sigmoid(self.conv4(c3 + self.conv_f(c1_)))
 
 
 class OSAG(nn.Module):

@@ -58,27 +58,9 @@ from ..registry import (
     register_model,
 )
 from ._blocks import image_forward
+from ._window import reflect_pad
 
 __all__ = ["UpCunet", "convert_realcugan", "detect_realcugan"]
-
-
-def _reflect_index(n: int, before: int, after: int, device: torch.device) -> torch.Tensor:
-    """Indices of an axis of length ``n`` reflected (edge not repeated), periodically if needed."""
-    i = torch.arange(-before, n + after, device=device)
-    if n == 1:
-        return torch.zeros_like(i)
-    i = torch.remainder(i, 2 * n - 2)
-    return torch.where(i < n, i, 2 * n - 2 - i)
-
-
-def _reflect_pad(x: torch.Tensor, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
-    """``F.pad(x, (left, right, top, bottom), "reflect")``, for any image size."""
-    h, w = x.shape[-2], x.shape[-1]
-    if max(top, bottom) < h and max(left, right) < w:
-        return F.pad(x, (left, right, top, bottom), mode="reflect")
-    rows = _reflect_index(h, top, bottom, x.device)
-    cols = _reflect_index(w, left, right, x.device)
-    return x.index_select(-2, rows).index_select(-1, cols)
 
 
 def _crop(x: torch.Tensor, n: int) -> torch.Tensor:
@@ -235,7 +217,7 @@ class UpCunet(nn.Module):
         if self.pro:
             x = x * 0.7 + 0.15
         p, m = self.padding, self.multiple
-        y = _reflect_pad(x, p, p + (-h % m), p, p + (-w % m))
+        y = reflect_pad(x, p + (-h % m), p + (-w % m), top=p, left=p)
         if self.fast:
             y = F.pixel_unshuffle(y, 2)
         y = self.unet1(y)

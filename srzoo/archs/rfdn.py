@@ -20,7 +20,6 @@ the whole image does, whatever the overlap.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ArgumentError
@@ -34,42 +33,14 @@ from ..registry import (
     register_model,
     shuffle_split,
 )
-from ._blocks import DistillationNet, image_forward
+from ._blocks import ESA, DistillationNet, image_forward
+from ._window import pad_to_min_size
 
-__all__ = ["ESA", "RFDB", "RFDN", "detect_rfdn"]
+__all__ = ["RFDB", "RFDN", "detect_rfdn"]
 
 # ESA reduces its input with a stride-2 3x3 convolution and a 7x7 max pool of stride 3:
 # anything smaller than this on either side leaves nothing to pool.
 _MIN_SIZE = 15
-
-
-class ESA(nn.Module):
-    """Enhanced spatial attention: a strided, pooled, upsampled mask over the features.
-
-    Args:
-        n_feats: Feature channels (the mask branch works on a quarter of them).
-    """
-
-    def __init__(self, *, n_feats: int) -> None:
-        super().__init__()
-        f = n_feats // 4
-        if f < 1:
-            raise ArgumentError(f"ESA needs at least 4 feature channels, got {n_feats}")
-        self.conv1 = nn.Conv2d(n_feats, f, 1)
-        self.conv_f = nn.Conv2d(f, f, 1)
-        self.conv_max = nn.Conv2d(f, f, 3, padding=1)
-        self.conv2 = nn.Conv2d(f, f, 3, stride=2)
-        self.conv3 = nn.Conv2d(f, f, 3, padding=1)
-        self.conv3_ = nn.Conv2d(f, f, 3, padding=1)
-        self.conv4 = nn.Conv2d(f, n_feats, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c1_ = self.conv1(x)
-        pooled = F.max_pool2d(self.conv2(c1_), kernel_size=7, stride=3)
-        c3 = F.relu(self.conv_max(pooled))
-        c3 = self.conv3_(F.relu(self.conv3(c3)))
-        c3 = F.interpolate(c3, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        return x * torch.sigmoid(self.conv4(c3 + self.conv_f(c1_)))
 
 
 class RFDB(nn.Module):
@@ -91,7 +62,9 @@ class RFDB(nn.Module):
         self.c4 = nn.Conv2d(channels, dc, 3, padding=1)
         self.act = nn.LeakyReLU(0.05, inplace=True)
         self.c5 = nn.Conv2d(4 * dc, channels, 1)
-        self.esa = ESA(n_feats=channels)
+        if channels < 4:
+            raise ArgumentError(f"ESA needs at least 4 feature channels, got {channels}")
+        self.esa = ESA(esa_channels=channels // 4, n_feats=channels, refine=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         d1 = self.act(self.c1_d(x))
@@ -150,9 +123,7 @@ class RFDN(DistillationNet):
     @image_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        pad_h, pad_w = max(0, _MIN_SIZE - h), max(0, _MIN_SIZE - w)
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        x = pad_to_min_size(x, _MIN_SIZE, mode="replicate")
         y = self.upsampler(self.features(x * self.rgb_range)) / self.rgb_range
         return y[..., : h * self.scale, : w * self.scale]
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 import re
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ArgumentError
@@ -47,37 +46,14 @@ from ..registry import (
     set5_set14,
     shuffle_split,
 )
-from ._blocks import conv3x3, image_forward, pixel_shuffle_head, rename_keys
+from ._blocks import ESA, conv3x3, image_forward, pixel_shuffle_head, rename_keys
+from ._window import pad_to_min_size
 
-__all__ = ["ESA", "RLFB", "RLFN", "convert_rlfn", "detect_rlfn"]
+__all__ = ["RLFB", "RLFN", "convert_rlfn", "detect_rlfn"]
 
 # ESA reduces its input with a stride-2 3x3 convolution and a 7x7 max pool of stride 3:
 # anything smaller than this on either side leaves nothing to pool.
 _MIN_SIZE = 15
-
-
-class ESA(nn.Module):
-    """RLFN's enhanced spatial attention: RFDN's ESA without ``conv_max`` and ``conv3_``.
-
-    Args:
-        esa_channels: Channels of the mask branch.
-        n_feats: Channels of the features it gates.
-    """
-
-    def __init__(self, *, esa_channels: int, n_feats: int) -> None:
-        super().__init__()
-        f = esa_channels
-        self.conv1 = nn.Conv2d(n_feats, f, 1)
-        self.conv_f = nn.Conv2d(f, f, 1)
-        self.conv2 = nn.Conv2d(f, f, 3, stride=2)
-        self.conv3 = nn.Conv2d(f, f, 3, padding=1)
-        self.conv4 = nn.Conv2d(f, n_feats, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c1_ = self.conv1(x)
-        c3 = self.conv3(F.max_pool2d(self.conv2(c1_), kernel_size=7, stride=3))
-        c3 = F.interpolate(c3, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        return x * torch.sigmoid(self.conv4(c3 + self.conv_f(c1_)))
 
 
 class RLFB(nn.Module):
@@ -188,9 +164,7 @@ class RLFN(nn.Module):
     @image_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        pad_h, pad_w = max(0, _MIN_SIZE - h), max(0, _MIN_SIZE - w)
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        x = pad_to_min_size(x, _MIN_SIZE, mode="replicate")
         feat = self.conv_1(x * self.rgb_range)
         out = feat
         for name in self.block_names:

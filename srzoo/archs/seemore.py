@@ -71,7 +71,7 @@ from ..registry import (
 )
 from ._blocks import LayerNorm2d, image_forward
 from ._transformer import image_mean
-from ._window import reflect_pad
+from ._window import pad_to_min_size
 
 __all__ = [
     "LRSpace",
@@ -439,8 +439,7 @@ class SeemoRe(nn.Module):
     @image_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        if h < self.min_size or w < self.min_size:
-            x = reflect_pad(x, max(self.min_size - h, 0), max(self.min_size - w, 0))
+        x = pad_to_min_size(x, self.min_size, mode="reflect")
         mean = image_mean(_RGB_MEAN, x.device, x.dtype)
         feat = self.conv_1((x - mean) * self.img_range)
         body = feat
