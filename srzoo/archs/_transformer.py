@@ -37,6 +37,7 @@ __all__ = [
     "drop_path",
     "image_mean",
     "init_transformer_weights",
+    "masked_window_attention",
     "merge_heads",
     "residual_conv",
     "to_image",
@@ -315,3 +316,50 @@ class DynamicPosBias(nn.Module):
 
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
         return self.pos3(self.pos2(self.pos1(self.pos_proj(coords))))
+
+
+def masked_window_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    bias: torch.Tensor,
+    mask: torch.Tensor | None,
+    *,
+    scale: float,
+) -> torch.Tensor:
+    """Scaled dot-product attention within windows, with a relative-position bias and the
+    shifted windows' mask.
+
+    Args:
+        q: ``(batch * num_windows, heads, N, head_dim)`` queries, images one after another.
+        k: Keys, shaped as ``q``.
+        v: Values, shaped as ``q``.
+        bias: ``(1, heads, N, N)`` additive bias, the same for every window.
+        mask: ``(num_windows, N, N)`` additive mask of one image's windows, or ``None``.
+        scale: Logit scale.
+
+    Returns:
+        ``(batch * num_windows, heads, N, head_dim)``.
+    """
+    if mask is None:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
+    full = bias + mask.unsqueeze(1)  # (num_windows, heads, N, N)
+    windows, nw = q.shape[0], mask.shape[0]
+    if torch.onnx.is_in_onnx_export():
+        # Free sizes: slicing the batch image by image would fix the traced window count, so
+        # the mask is repeated for every image instead (a copy beyond a batch of one).
+        attn_mask = full.unsqueeze(0).expand(windows // nw, -1, -1, -1, -1)
+        attn_mask = attn_mask.reshape(windows, *full.shape[1:])
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=scale)
+    # Image by image, so that the mask is not repeated for every image of the batch.
+    parts = [
+        F.scaled_dot_product_attention(
+            q[i * nw : (i + 1) * nw],
+            k[i * nw : (i + 1) * nw],
+            v[i * nw : (i + 1) * nw],
+            attn_mask=full,
+            scale=scale,
+        )
+        for i in range(windows // nw)
+    ]
+    return parts[0] if len(parts) == 1 else torch.cat(parts)

@@ -81,6 +81,7 @@ from ._transformer import (
     PatchEmbed,
     ReconstructionHead,
     init_transformer_weights,
+    masked_window_attention,
     merge_heads,
     residual_conv,
     to_image,
@@ -165,13 +166,12 @@ class WindowAttention(nn.Module):
         )
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, qkv: torch.Tensor, mask: torch.Tensor | None, batch: int) -> torch.Tensor:
+    def forward(self, qkv: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """Attend within each window.
 
         Args:
             qkv: ``(batch * num_windows, window**2, 3 * dim)`` projected windows.
             mask: The shifted windows' ``(num_windows, N, N)`` additive mask, or ``None``.
-            batch: Number of images the windows come from.
 
         Returns:
             ``(batch * num_windows, window**2, dim)``.
@@ -183,24 +183,7 @@ class WindowAttention(nn.Module):
         # (1, heads, N, N): the fused CPU kernel takes a mask with a batch dimension of one.
         bias = self.relative_position_bias_table.t().index_select(1, index.reshape(-1))
         bias = bias.view(1, self.num_heads, n, n).to(q.dtype)
-        if mask is None:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
-        else:
-            # One mask per window: add the bias once, and attend image by image so the mask
-            # need not be repeated for every image of the batch.
-            full = bias + mask.unsqueeze(1)
-            nw = mask.shape[0]
-            parts = [
-                F.scaled_dot_product_attention(
-                    q[i * nw : (i + 1) * nw],
-                    k[i * nw : (i + 1) * nw],
-                    v[i * nw : (i + 1) * nw],
-                    attn_mask=full,
-                    scale=self.scale,
-                )
-                for i in range(batch)
-            ]
-            out = parts[0] if batch == 1 else torch.cat(parts)
+        out = masked_window_attention(q, k, v, bias, mask, scale=self.scale)
         return self.proj(merge_heads(out))
 
 
@@ -378,7 +361,7 @@ class ATDTransformerLayer(nn.Module):
         gather, scatter = window_order(h, w, ws, s, x.device)
         windows = qkv.index_select(1, gather).view(-1, ws * ws, 3 * c)
         mask = shift_mask(h, w, ws, s, device=x.device, dtype=x.dtype) if s else None
-        x_win = self.attn_win(windows, mask, b).view(b, h * w, c).index_select(1, scatter)
+        x_win = self.attn_win(windows, mask).view(b, h * w, c).index_select(1, scatter)
         x = x + (x_win + x_atd + x_aca).view(b, h, w, c)
         x = x + self.convffn(self.norm2(x))
         if not self.is_last:

@@ -74,6 +74,7 @@ from ._transformer import (
     PatchEmbed,
     ReconstructionHead,
     init_transformer_weights,
+    masked_window_attention,
     merge_heads,
     to_image,
     to_tokens,
@@ -146,13 +147,12 @@ class WindowAttention(nn.Module):
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, windows: torch.Tensor, mask: torch.Tensor | None, batch: int) -> torch.Tensor:
+    def forward(self, windows: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """Attend within each window.
 
         Args:
             windows: ``(batch * num_windows, window**2, dim)`` tokens.
             mask: The shifted windows' ``(num_windows, N, N)`` additive mask, or ``None``.
-            batch: Number of images the windows come from.
 
         Returns:
             Tokens of the same shape.
@@ -164,24 +164,7 @@ class WindowAttention(nn.Module):
         # (1, heads, N, N): the fused CPU kernel takes a mask with a batch dimension of one.
         bias = self.relative_position_bias_table.t().index_select(1, index.reshape(-1))
         bias = bias.view(1, self.num_heads, n, n).to(q.dtype)
-        if mask is None:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
-        else:
-            # One mask per window: add the bias once, and attend image by image so the mask
-            # need not be repeated for every image of the batch.
-            full = bias + mask.unsqueeze(1)
-            nw = mask.shape[0]
-            parts = [
-                F.scaled_dot_product_attention(
-                    q[i * nw : (i + 1) * nw],
-                    k[i * nw : (i + 1) * nw],
-                    v[i * nw : (i + 1) * nw],
-                    attn_mask=full,
-                    scale=self.scale,
-                )
-                for i in range(batch)
-            ]
-            out = parts[0] if batch == 1 else torch.cat(parts)
+        out = masked_window_attention(q, k, v, bias, mask, scale=self.scale)
         return self.proj(merge_heads(out))
 
 
@@ -230,7 +213,7 @@ class SwinTransformerBlock(nn.Module):
         gather, scatter = window_order(h, w, ws, s, x.device)
         windows = self.norm1(x).reshape(b, h * w, c).index_select(1, gather)
         mask = shift_mask(h, w, ws, s, device=x.device, dtype=x.dtype) if s else None
-        attn = self.attn(windows.view(-1, ws * ws, c), mask, b)
+        attn = self.attn(windows.view(-1, ws * ws, c), mask)
         x = x + attn.view(b, h * w, c).index_select(1, scatter).view(b, h, w, c)
         return x + self.mlp(self.norm2(x))
 

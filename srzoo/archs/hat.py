@@ -56,6 +56,7 @@ from ._transformer import (
     PatchEmbed,
     ReconstructionHead,
     init_transformer_weights,
+    masked_window_attention,
     merge_heads,
     to_image,
     to_tokens,
@@ -233,13 +234,12 @@ class WindowAttention(nn.Module):
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, windows: torch.Tensor, mask: torch.Tensor | None, batch: int) -> torch.Tensor:
+    def forward(self, windows: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """Attend within each window.
 
         Args:
             windows: ``(batch * num_windows, window**2, dim)`` tokens.
             mask: The shifted windows' ``(num_windows, N, N)`` additive mask, or ``None``.
-            batch: Number of images the windows come from.
 
         Returns:
             Tokens of the same shape.
@@ -247,24 +247,7 @@ class WindowAttention(nn.Module):
         q, k, v = _heads(self.qkv(windows), 3, self.num_heads)
         index = relative_position_index(self.window_size, windows.device)
         bias = _bias(self.relative_position_bias_table, index, q.dtype)
-        if mask is None:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
-        else:
-            # One mask per window: add the bias once per window, and run image by image so the
-            # mask need not be repeated for every image of the batch.
-            full = bias + mask.unsqueeze(1)
-            n = mask.shape[0]
-            parts = [
-                F.scaled_dot_product_attention(
-                    q[i * n : (i + 1) * n],
-                    k[i * n : (i + 1) * n],
-                    v[i * n : (i + 1) * n],
-                    attn_mask=full,
-                    scale=self.scale,
-                )
-                for i in range(batch)
-            ]
-            out = parts[0] if batch == 1 else torch.cat(parts)
+        out = masked_window_attention(q, k, v, bias, mask, scale=self.scale)
         return self.proj(_merge_heads(out))
 
 
@@ -331,7 +314,7 @@ class HAB(nn.Module):
         gather, scatter = window_order(h, w, ws, s, x.device)
         windows = y.reshape(b, h * w, c).index_select(1, gather).view(-1, ws * ws, c)
         mask = shift_mask(h, w, ws, s, device=x.device, dtype=x.dtype) if s else None
-        attn = self.attn(windows, mask, b).view(b, h * w, c).index_select(1, scatter)
+        attn = self.attn(windows, mask).view(b, h * w, c).index_select(1, scatter)
         x = torch.add(x + attn.view(b, h, w, c), conv_x, alpha=self.conv_scale)
         return x + self.mlp(self.norm2(x))
 
