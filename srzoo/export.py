@@ -13,10 +13,11 @@ A network whose graph can only hold one input size declares it with a class attr
 ``dynamic=True`` up front with that reason, and ``dynamic=False`` exports it at
 ``example_size``. No built-in family needs it at present: size-dependent pooling (SAFMN),
 Real-ESRGAN x2plus's padding before its pixel-unshuffle and the MATLAB bicubic enlargement of
-SRCNN and VDSR are written so that the height and width stay free in the graph. The families
-whose graphs the exporter cannot yet capture with free sizes (the window-attention transformers:
-the attention output does not view back into windows under symbolic shapes) raise
-``ExportError`` with the exporter's reason; ``docs/guide.md`` lists them.
+SRCNN and VDSR are written so that the height and width stay free in the graph, and while
+exporting, padding is a gather computed from the free size and shifted-window masks are repeated
+per image. The families whose graphs still hold only for the traced size (DAT, Omni-SR, RGT,
+whose recursion depth follows the input size, ATD's stable sort, IPT's patch fold) raise
+``ExportError`` with the reason; ``docs/guide.md`` lists them.
 
 onnx, onnxscript and onnxruntime are an optional extra: ``pip install "srzoo[onnx]"``.
 

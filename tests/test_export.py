@@ -21,13 +21,13 @@ from .util import TINY, randomize_, small_scale
 
 # One model per code path that the exporter sees differently.
 REPRESENTATIVES = {
-    "ditn": "attention over patches, padding to the patch multiple inside forward",
     "srcnn": "MATLAB bicubic enlargement before the network",
     "realesrgan-x2plus": "padding to the fold, then pixel-unshuffle",
     "safmn": "max pooling to a grid that follows the image size",
 }
-# Slower (18 s of export), so with the slow tests: the window transformers' path.
+# Slower (8 s and 18 s of export), so with the slow tests: the attention families' paths.
 SLOW_REPRESENTATIVES = {
+    "ditn": "attention over patches, padding to the patch multiple inside forward",
     "swinir": "shifted-window attention, masks and orders computed for the padded size",
 }
 

@@ -116,8 +116,8 @@ def reflect_pad(
     h, w = x.shape[-2], x.shape[-1]
     # In an ONNX export the sizes are free: those branches would fix the traced size's case (no
     # pad, or a pad the side allows), so the export takes the gather, right for every size.
-    fits = max(top, pad_h) < h and max(left, pad_w) < w
-    if fits and not torch.onnx.is_in_onnx_export():
+    exporting = torch.onnx.is_in_onnx_export()
+    if not exporting and max(top, pad_h) < h and max(left, pad_w) < w:
         if top or pad_h or left or pad_w:
             return F.pad(x, (left, pad_w, top, pad_h), mode="reflect")
         return x

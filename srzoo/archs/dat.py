@@ -61,6 +61,7 @@ from ._transformer import (
     drop_path,
     image_mean,
     init_transformer_weights,
+    masked_window_attention,
     merge_heads,
     residual_conv,
     to_image,
@@ -163,22 +164,25 @@ class SpatialAttention(nn.Module):
         head_dim = tokens.shape[-1] // self.num_heads
         q, k, v = tokens.view(b, -1, n, 3, self.num_heads, head_dim).unbind(3)
         q, k, v = (t.flatten(0, 1).transpose(1, 2) for t in (q, k, v))
-        bias = self.position_bias(qkv.device, qkv.dtype)
+        # A 4-D bias: SDPA's fused CPU kernel broadcasts it, a 3-D one sends it to the unfused
+        # path.
+        bias = self.position_bias(qkv.device, qkv.dtype)[None]
         if shifted:
             h, w = (-(-side // multiple) * multiple for side in size)
             mask = shift_mask(h, w, self.window, shift, device=qkv.device, dtype=qkv.dtype)
-            attn_mask = mask[:, None] + bias  # (windows, heads, N, N)
-            if b > 1:
+            if b > 1 and not torch.onnx.is_in_onnx_export():
                 # The mask differs per window and the bias per head: fold the windows into the
                 # head axis, so that one (1, windows * heads, N, N) mask serves every image.
+                # (Not while exporting: the fold would fix the traced window count.)
+                attn_mask = mask[:, None] + bias  # (windows, heads, N, N)
                 folded = attn_mask.shape[0] * self.num_heads
                 attn_mask = attn_mask.reshape(1, folded, n, n)
                 q, k, v = (t.reshape(b, folded, n, -1) for t in (q, k, v))
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=self.scale)
+            else:
+                out = masked_window_attention(q, k, v, bias, mask, scale=self.scale)
         else:
-            # A 4-D mask: SDPA's fused CPU kernel broadcasts it, a 3-D one sends it to the
-            # unfused path.
-            attn_mask = bias[None]
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=self.scale)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
         # (B * windows, heads, N, d) -> (B, windows * N, C), then back to the image's tokens
         # (shift undone, padding dropped) with the inverse gather.
         out = out.reshape(-1, self.num_heads, n, head_dim)  # undo any folding
