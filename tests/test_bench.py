@@ -54,25 +54,14 @@ def test_device_name_names_the_processor() -> None:
     assert device_name("cpu").startswith("cpu (") and len(device_name("cpu")) > 6
 
 
+def _gpu_suite(*args: str) -> None:
+    script = str(ROOT / "benchmarks" / "gpu_suite.py")
+    subprocess.run([sys.executable, script, *args], check=True, capture_output=True, cwd=ROOT)
+
+
 def test_gpu_suite_cpu_smoke_mode(tmp_path: Path) -> None:
     out = tmp_path / "suite"
-    subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "gpu_suite.py"),
-            "--device",
-            "cpu",
-            "--quick",
-            "--models",
-            "espcn",
-            "fsrcnn",
-            "--out",
-            str(out),
-        ],
-        check=True,
-        capture_output=True,
-        cwd=ROOT,
-    )
+    _gpu_suite("--device", "cpu", "--quick", "--models", "espcn", "fsrcnn", "--out", str(out))
     result = json.loads(out.with_suffix(".json").read_text())
     assert result["card"].startswith("cpu (") and result["quick"] is True
     assert [r["model"] for r in result["rows"]] == ["espcn", "fsrcnn"]
@@ -87,19 +76,12 @@ def test_gpu_suite_cpu_smoke_mode(tmp_path: Path) -> None:
     second["rows"] = [dict(second["rows"][0], model="srcnn", family="srcnn")]
     (tmp_path / "second.json").write_text(json.dumps(second))
     merged = tmp_path / "merged"
-    subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "gpu_suite.py"),
-            "--merge",
-            str(out.with_suffix(".json")),
-            str(tmp_path / "second.json"),
-            "--out",
-            str(merged),
-        ],
-        check=True,
-        capture_output=True,
-        cwd=ROOT,
+    _gpu_suite(
+        "--merge",
+        str(out.with_suffix(".json")),
+        str(tmp_path / "second.json"),
+        "--out",
+        str(merged),
     )
     joined = json.loads(merged.with_suffix(".json").read_text())
     assert [r["model"] for r in joined["rows"]] == ["espcn", "fsrcnn", "srcnn"]
