@@ -345,7 +345,7 @@ def masked_window_attention(
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
     full = bias + mask.unsqueeze(1)  # (num_windows, heads, N, N)
     windows, nw = q.shape[0], mask.shape[0]
-    if torch.onnx.is_in_onnx_export():
+    if torch.compiler.is_exporting():
         # Free sizes: slicing the batch image by image would fix the traced window count, so
         # the mask is repeated for every image instead (a copy beyond a batch of one).
         attn_mask = full.unsqueeze(0).expand(windows // nw, -1, -1, -1, -1)

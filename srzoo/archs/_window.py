@@ -114,10 +114,10 @@ def reflect_pad(
     (pads smaller than the side); beyond it the reflection repeats, so a 1x1 image pads too.
     """
     h, w = x.shape[-2], x.shape[-1]
-    # In an ONNX export the sizes are free: those branches would fix the traced size's case (no
-    # pad, or a pad the side allows), so the export takes the gather, right for every size.
-    exporting = torch.onnx.is_in_onnx_export()
-    if not exporting and max(top, pad_h) < h and max(left, pad_w) < w:
+    # While exporting (torch.export, ONNX) the sizes are free: those branches would fix the
+    # traced size's case (no pad, or a pad the side allows), so the export takes the gather,
+    # right for every size.
+    if not torch.compiler.is_exporting() and max(top, pad_h) < h and max(left, pad_w) < w:
         if top or pad_h or left or pad_w:
             return F.pad(x, (left, pad_w, top, pad_h), mode="reflect")
         return x
@@ -141,11 +141,11 @@ def pad_to_min_size(
     """Pad ``x`` (``(..., H, W)``) at the bottom and right so that both sides are at least
     ``min_size``; larger inputs pass unchanged.
 
-    In an ONNX export the pads are computed in the graph from the free size (a gather), so the
-    file is right for inputs above and below ``min_size`` alike.
+    While exporting (torch.export, ONNX) the pads are computed in the graph from the free size
+    (a gather), so the file is right for inputs above and below ``min_size`` alike.
     """
     h, w = x.shape[-2], x.shape[-1]
-    if torch.onnx.is_in_onnx_export():
+    if torch.compiler.is_exporting():
         # SymInts while exporting; typed as the sizes they stand for.
         pad_h = cast(int, torch.sym_max(min_size - h, 0))
         pad_w = cast(int, torch.sym_max(min_size - w, 0))

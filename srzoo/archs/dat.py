@@ -170,7 +170,7 @@ class SpatialAttention(nn.Module):
         if shifted:
             h, w = (-(-side // multiple) * multiple for side in size)
             mask = shift_mask(h, w, self.window, shift, device=qkv.device, dtype=qkv.dtype)
-            if b > 1 and not torch.onnx.is_in_onnx_export():
+            if b > 1 and not torch.compiler.is_exporting():
                 # The mask differs per window and the bias per head: fold the windows into the
                 # head axis, so that one (1, windows * heads, N, N) mask serves every image.
                 # (Not while exporting: the fold would fix the traced window count.)
