@@ -11,13 +11,13 @@ difference, so a file that was written is a file that works.
 A network whose graph can only hold one input size declares it with a class attribute
 ``onnx_fixed_size_reason`` (a sentence saying why); ``export_onnx`` then refuses
 ``dynamic=True`` up front with that reason, and ``dynamic=False`` exports it at
-``example_size``. No built-in family needs it at present: size-dependent pooling (SAFMN),
-Real-ESRGAN x2plus's padding before its pixel-unshuffle and the MATLAB bicubic enlargement of
-SRCNN and VDSR are written so that the height and width stay free in the graph, and while
-exporting, padding is a gather computed from the free size and shifted-window masks are repeated
-per image. The families whose graphs still hold only for the traced size (DAT, Omni-SR, RGT,
-whose recursion depth follows the input size, ATD's stable sort, IPT's patch fold) raise
-``ExportError`` with the reason; ``docs/guide.md`` lists them.
+``example_size``. RGT (whose recursion depth follows the input size) and IPT (whose patch
+count does) declare it. Size-dependent pooling (SAFMN), Real-ESRGAN x2plus's padding before its
+pixel-unshuffle and the MATLAB bicubic enlargement of SRCNN and VDSR are written so that the
+height and width stay free in the graph, and while exporting, padding is a gather computed from
+the free size and shifted-window masks are repeated per image. ATD, whose token grouping needs a
+sort the exporter lacks, raises ``ExportError`` with the reason; ``docs/guide.md`` lists the
+families.
 
 onnx, onnxscript and onnxruntime are an optional extra: ``pip install "srzoo[onnx]"``.
 

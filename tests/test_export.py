@@ -31,19 +31,13 @@ SLOW_REPRESENTATIVES = {
     "swinir": "shifted-window attention, masks and orders computed for the padded size",
 }
 
-# Families whose ONNX graph does not yet hold for free sizes, and why: export_onnx refuses them
-# with an ExportError carrying the exporter's or onnxruntime's reason; it never writes a file
-# that is wrong at another size. A family that starts exporting fails here: move it out.
-_WINDOWS = "the window layout is traced for the example size: other sizes fail in onnxruntime"
+# Families export_onnx refuses even for one input size, and why: it raises an ExportError with
+# the exporter's reason and writes no file. A family that starts exporting fails here: move it
+# out. (RGT and IPT export for one input size: they declare onnx_fixed_size_reason.)
 # What export_onnx says when it refuses: the exporter failed, or the file fails, gives the wrong
 # size or other numbers in onnxruntime at a size it was not traced at.
 REFUSED = r"cannot be exported|fails in onnxruntime|gives shape|differs from PyTorch"
-NO_FREE_SIZE = {
-    **dict.fromkeys(["dat", "omnisr"], _WINDOWS),
-    "rgt": "how many stride-4 steps its recursive attention takes follows the input size",
-    "atd": "its token grouping sorts, and ONNX export has no stable sort",
-    "ipt": "its overlapping-patch fold (Col2Im) is traced for the example size",
-}
+NOT_EXPORTED = {"atd": "its token grouping sorts, and ONNX export has no stable sort"}
 
 pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
 pytest.importorskip("onnxscript", reason="the onnx extra is not installed")
@@ -55,9 +49,12 @@ def _tiny(name: str, scale: int = 2) -> torch.nn.Module:
 
 def _assert_exports(tmp_path: Path, name: str) -> None:
     model = _tiny(name, small_scale(name))
-    if srzoo.model_info(name).family in NO_FREE_SIZE:
-        with pytest.raises(srzoo.ExportError, match=REFUSED):
-            export_onnx(model, tmp_path / f"{name}.onnx", example_size=(24, 20))
+    if srzoo.model_info(name).family in NOT_EXPORTED:
+        for dynamic in (True, False):
+            with pytest.raises(srzoo.ExportError, match=REFUSED):
+                export_onnx(
+                    model, tmp_path / f"{name}.onnx", dynamic=dynamic, example_size=(24, 20)
+                )
         assert not (tmp_path / f"{name}.onnx").exists()
         return
     if isinstance(getattr(model, "onnx_fixed_size_reason", None), str):

@@ -168,7 +168,7 @@ class SpatialAttention(nn.Module):
         # path.
         bias = self.position_bias(qkv.device, qkv.dtype)[None]
         if shifted:
-            h, w = (-(-side // multiple) * multiple for side in size)
+            h, w = (side + -side % multiple for side in size)
             mask = shift_mask(h, w, self.window, shift, device=qkv.device, dtype=qkv.dtype)
             if b > 1 and not torch.compiler.is_exporting():
                 # The mask differs per window and the bias per head: fold the windows into the

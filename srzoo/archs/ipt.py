@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -477,6 +478,12 @@ class IPT(nn.Module):
         >>> net(torch.rand(1, 3, 5, 7)).shape
         torch.Size([1, 3, 10, 14])
     """
+
+    #: Why ``srzoo.export_onnx`` needs ``dynamic=False`` for this network.
+    onnx_fixed_size_reason: ClassVar[str] = (
+        "how many patches it chops the image into, and its overlapping-patch fold, follow the "
+        "input size"
+    )
 
     def __init__(
         self,

@@ -56,6 +56,7 @@ Example:
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -401,7 +402,10 @@ class OmniSR(nn.Module):
 
     def _padded(self, n: int) -> int:
         ws = self.window_size
-        return -(-max(n, _MIN_SIZE) // ws) * ws
+        # sym_max and a remainder keep the size free while exporting (max() would fix the traced
+        # case, and ONNX divides integers toward zero, so -(-n // ws) rounds the wrong way).
+        n = cast(int, torch.sym_max(n, _MIN_SIZE))
+        return n + -n % ws
 
     @image_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -522,6 +522,12 @@ class RGT(ReconstructionHead):
         >>> model(torch.rand(1, 3, 48, 48)).shape
         torch.Size([1, 3, 192, 192])
     """
+
+    #: Why ``srzoo.export_onnx`` needs ``dynamic=False`` for this network.
+    onnx_fixed_size_reason: ClassVar[str] = (
+        "how many stride-4 steps its recursive attention takes follows the input size, so the "
+        "graph itself changes with the size"
+    )
 
     def __init__(
         self,
