@@ -132,7 +132,10 @@ def _peak_memory_mib(fn: Callable[[], object], device: torch.device) -> float | 
         fn()
         return None  # not Linux, or not allowed
     fn()
-    return (_status_kib("VmHWM") - before) / 1024
+    # The kernel folds per-thread RSS counts into VmRSS and VmHWM lazily (a few pages at a
+    # time), so the two can disagree by that much: a call that grows nothing can read as -16 KiB.
+    peak = max(_status_kib("VmHWM"), _status_kib("VmRSS"))
+    return max(peak - before, 0) / 1024
 
 
 def bench(
