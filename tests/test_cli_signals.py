@@ -94,15 +94,41 @@ def test_a_signal_during_a_write_leaves_nothing_behind(
     assert f"srzoo: error: interrupted by {signum.name}" in err and "Traceback" not in err
 
 
+def test_an_ignored_signal_stays_ignored(
+    tmp_path: Path, weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under `nohup` (SIGHUP ignored) a hang-up must not stop the job; SIGTERM still does."""
+    during: dict[signal.Signals, object] = {}
+
+    def record(path: Path, image: object, **kwargs: object) -> None:
+        during.update({s: signal.getsignal(s) for s in (signal.SIGHUP, signal.SIGTERM)})
+        Path(path).write_bytes(b"an image")
+
+    monkeypatch.setattr(srzoo.cli, "write_image", record)
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        assert main(_args(_image(tmp_path / "a.png", 8), tmp_path / "out", weights)) == 0
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    assert during[signal.SIGHUP] is signal.SIG_IGN
+    assert callable(during[signal.SIGTERM]), "srzoo stops cleanly on SIGTERM"
+
+
 def test_main_restores_the_signal_handlers() -> None:
     before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     assert main(["list", "edsr"]) == 0
     assert {s: signal.getsignal(s) for s in before} == before
 
 
+# The child starts with Ctrl-C's default handler, as from an interactive shell: a test run that
+# a shell started in the background (`pytest &`) passes SIGINT on as ignored, and srzoo keeps
+# ignored signals ignored (test_an_ignored_signal_stays_ignored).
 _SLOW_WRITE = """
-import pathlib, sys, time
+import pathlib, signal, sys, time
 import srzoo.cli
+
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 def slow_write(path, image, **kwargs):
     pathlib.Path(path).write_bytes(b"half an image")
