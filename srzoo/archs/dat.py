@@ -170,22 +170,11 @@ class SpatialAttention(nn.Module):
         if shifted:
             h, w = (side + -side % multiple for side in size)
             mask = shift_mask(h, w, self.window, shift, device=qkv.device, dtype=qkv.dtype)
-            if b > 1 and not torch.compiler.is_exporting():
-                # The mask differs per window and the bias per head: fold the windows into the
-                # head axis, so that one (1, windows * heads, N, N) mask serves every image.
-                # (Not while exporting: the fold would fix the traced window count.)
-                attn_mask = mask[:, None] + bias  # (windows, heads, N, N)
-                folded = attn_mask.shape[0] * self.num_heads
-                attn_mask = attn_mask.reshape(1, folded, n, n)
-                q, k, v = (t.reshape(b, folded, n, -1) for t in (q, k, v))
-                out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=self.scale)
-            else:
-                out = masked_window_attention(q, k, v, bias, mask, scale=self.scale)
+            out = masked_window_attention(q, k, v, bias, mask, scale=self.scale)
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
         # (B * windows, heads, N, d) -> (B, windows * N, C), then back to the image's tokens
         # (shift undone, padding dropped) with the inverse gather.
-        out = out.reshape(-1, self.num_heads, n, head_dim)  # undo any folding
         out = merge_heads(out).view(b, -1, tokens.shape[-1])
         return out.index_select(1, scatter)
 
