@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import ctypes
 import dataclasses
 import json
 import os
@@ -246,6 +247,42 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         return 2
     print(json.dumps(dataclasses.asdict(result)) if args.json else result.summary())
     return 0
+
+
+# glibc's mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_ALLOCATOR_ENV = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "GLIBC_TUNABLES")
+
+
+def _keep_freed_memory() -> bool:
+    """Ask glibc to keep freed blocks in the process instead of returning them to the system.
+
+    By default every CPU forward pass faults in fresh pages for its activations, which costs
+    20-33% of the time (``benchmarks/bench_allocator.py``). Only the command does this, for its
+    own process: importing srzoo never changes the allocator. Allocator settings already in the
+    environment are left as they are.
+
+    Returns:
+        Whether both thresholds were set.
+    """
+    if not sys.platform.startswith("linux") or any(k in os.environ for k in _ALLOCATOR_ENV):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    # Both or neither: either one alone switches off glibc's adaptive mmap threshold and faults
+    # more than the default does. Some glibc versions refuse an mmap threshold above 32 MiB.
+    if not any(mallopt(_M_MMAP_THRESHOLD, size) == 1 for size in (1 << 30, 32 << 20)):
+        return False
+    return bool(mallopt(_M_TRIM_THRESHOLD, 1 << 30) == 1)
+
+
+def run() -> int:
+    """The ``srzoo`` and ``python -m srzoo`` entry point: :func:`main` in a process whose
+    allocator keeps freed memory (see ``docs/performance.md``, "The CPU allocator")."""
+    _keep_freed_memory()
+    return main()
 
 
 def main(argv: list[str] | None = None) -> int:

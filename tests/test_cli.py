@@ -557,3 +557,50 @@ def test_bench(capsys: pytest.CaptureFixture[str]) -> None:
     assert result["ms_per_image"] > 0 and result["compile_s"] is None
     assert main(["bench", "no-such-model"]) == 2
     assert "unknown model" in capsys.readouterr().err
+
+
+_REUSE = """
+import resource, sys
+import torch
+import srzoo.cli
+
+kept = srzoo.cli._keep_freed_memory() if sys.argv[1] == "keep" else None
+faults = []
+for _ in range(3):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    torch.ones(16 << 20)  # 64 MiB, filled, then freed
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(kept, faults[-1])
+"""
+
+
+def _reuse(mode: str, **env: str) -> tuple[str, int]:
+    clean = {k: v for k, v in os.environ.items() if k not in srzoo.cli._ALLOCATOR_ENV}
+    out = subprocess.run(
+        [sys.executable, "-c", _REUSE, mode],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout.split()
+    return out[0], int(out[1])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+def test_the_command_keeps_freed_memory_in_its_process() -> None:
+    """A freed 64 MiB block is reused without page faults once the command has set the
+    allocator up; by default glibc returns it and the next one faults in 16k fresh pages."""
+    assert _reuse("default") == ("None", pytest.approx(16384, rel=0.1))
+    kept, faults = _reuse("keep")
+    assert kept == "True" and faults < 100
+    # An allocator setting the user made is theirs: the command leaves the allocator alone.
+    kept, faults = _reuse("keep", MALLOC_ARENA_MAX="2", MALLOC_TRIM_THRESHOLD_="131072")
+    assert kept == "False" and faults > 10000
+
+
+def test_the_installed_command_runs_through_run() -> None:
+    from importlib.metadata import entry_points
+
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "srzoo"]
+    assert script.load() is srzoo.cli.run
