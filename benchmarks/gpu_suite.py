@@ -212,6 +212,18 @@ def markdown(
 COMPILE_FIRST = ("swinir", "edsr", "rcan", "esrgan", "realesr-animevideov3", "span", "hat")
 
 
+def _save(out: Path, result: dict[str, Any]) -> str:
+    """Write a run's ``result`` as ``<out>.json`` and its table as ``<out>.md``."""
+    rows = [Row(**row) for row in result["rows"]]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
+    table = markdown(
+        rows, result["card"], result["size"], torch_version=result["torch"], tf32=result["tf32"]
+    )
+    out.with_suffix(".md").write_text(table)
+    return table
+
+
 def write(out: Path, rows: list[Row], *, card: str, size: int, quick: bool, start: float) -> str:
     """Write ``<out>.json`` and ``<out>.md`` (after every model, so a stopped run keeps them)."""
     result = {
@@ -223,11 +235,7 @@ def write(out: Path, rows: list[Row], *, card: str, size: int, quick: bool, star
         "seconds": round(time.perf_counter() - start, 1),
         "rows": [asdict(r) for r in rows],
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
-    table = markdown(rows, card, size)
-    out.with_suffix(".md").write_text(table)
-    return table
+    return _save(out, result)
 
 
 def merge(paths: list[Path], out: Path) -> str:
@@ -238,17 +246,12 @@ def merge(paths: list[Path], out: Path) -> str:
     if len(cards) != 1:
         raise SystemExit(f"runs from different cards, torch versions or sizes: {sorted(cards)}")
     by_model = {row["model"]: row for r in runs for row in r["rows"]}
-    rows = [Row(**by_model[name]) for name in sorted(by_model)]
     first = runs[0]
-    tf32 = first.get("tf32", {"convolutions": True, "matmul": False})
     result = dict(first, seconds=round(sum(r["seconds"] for r in runs), 1))
-    result["rows"] = [asdict(r) for r in rows]
-    result["tf32"] = tf32
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
-    table = markdown(rows, first["card"], first["size"], torch_version=first["torch"], tf32=tf32)
-    out.with_suffix(".md").write_text(table)
-    return table
+    result["rows"] = [by_model[name] for name in sorted(by_model)]
+    # Runs written before the TF32 settings were recorded ran with PyTorch's defaults.
+    result["tf32"] = first.get("tf32", {"convolutions": True, "matmul": False})
+    return _save(out, result)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -257,10 +257,10 @@ _ALLOCATOR_ENV = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "GLIBC_TUN
 def _keep_freed_memory() -> bool:
     """Ask glibc to keep freed blocks in the process instead of returning them to the system.
 
-    By default every CPU forward pass faults in fresh pages for its activations, which costs
-    20-33% of the time (``benchmarks/bench_allocator.py``). Only the command does this, for its
-    own process: importing srzoo never changes the allocator. Allocator settings already in the
-    environment are left as they are.
+    By default every CPU forward pass faults in fresh pages for its activations, which costs up
+    to a third of the time (``benchmarks/bench_allocator.py``). Only the command does this, for
+    its own process: importing srzoo never changes the allocator. Allocator settings already in
+    the environment are left as they are.
 
     Returns:
         Whether both thresholds were set.
